@@ -1,0 +1,106 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers, bottom to top: pure helpers and storage, domain services, adapters (HTTP, MLLP),
+// the composition root, the executable. A lower target never imports a higher one.
+let package = Package(
+    name: "qianyun",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "qianyun", targets: ["qianyun"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.5.2"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // Connection pool helpers, transactions and the SQL migrations runner.
+        .target(
+            name: "Storage",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Principals, roles, API clients and tokens, the hash-chained audit trail, field protection.
+        .target(
+            name: "Access",
+            dependencies: [
+                "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Facilities now; residents, health cards and the master patient index build here next.
+        .target(
+            name: "Registry",
+            dependencies: [
+                "Storage", "Access",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        // MLLP listener on SwiftNIO: framing, per-connection handling; HL7 routing comes later.
+        .target(
+            name: "Interop",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // HTTP edge: routes, problem+json, authentication middleware, request ids, OpenAPI serving.
+        .target(
+            name: "API",
+            dependencies: [
+                "Access", "Registry", "Storage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // Composition root: configuration, building every service in dependency order, fixtures.
+        .target(
+            name: "QianyunServer",
+            dependencies: [
+                "API", "Access", "Interop", "Registry", "Storage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The operator's command line: serve, migrate, fixtures, clients, audit.
+        .executableTarget(
+            name: "qianyun",
+            dependencies: [
+                "QianyunServer", "Access", "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "QianyunTests",
+            dependencies: [
+                "QianyunServer", "API", "Access", "Registry", "Storage", "Interop",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

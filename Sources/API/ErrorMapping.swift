@@ -1,0 +1,111 @@
+import Access
+import Foundation
+import Hummingbird
+import Registry
+import Storage
+
+/// The one place where module errors become HTTP problems.
+extension Problem {
+    static func from(_ error: any Error) -> Problem {
+        switch error {
+        case let problem as Problem:
+            return problem
+        case let error as AccessError:
+            return from(error)
+        case let error as RegistryError:
+            switch error {
+            case .invalid(let field, let reason):
+                var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: "\(field): \(reason)")
+                problem.fieldErrors = [FieldError(field: field, reason: reason)]
+                return problem
+            case .duplicate:
+                return Problem(.conflict, code: "conflict", title: "Already exists", detail: error.description)
+            case .notFound:
+                return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+            }
+        case let error as PageError:
+            let field = if case .badLimit = error { "limit" } else { "cursor" }
+            var problem = Problem(.badRequest, code: "bad-query", title: "Invalid query parameter", detail: error.description)
+            problem.fieldErrors = [FieldError(field: field, reason: error.description)]
+            return problem
+        case let error as HTTPError:
+            switch error.status {
+            case .notFound:
+                return Problem(.notFound, code: "not-found", title: "Not found", detail: "no such resource")
+            case .contentTooLarge:
+                return Problem(
+                    .contentTooLarge, code: "body-too-large", title: "Request body too large",
+                    detail: "the request body exceeds the size limit")
+            case .methodNotAllowed:
+                return Problem(
+                    .methodNotAllowed, code: "method-not-allowed", title: "Method not allowed",
+                    detail: "this resource does not support the method")
+            case .unsupportedMediaType:
+                return Problem(
+                    .unsupportedMediaType, code: "unsupported-media-type", title: "Unsupported media type",
+                    detail: error.body ?? "unsupported content type")
+            default:
+                return Problem(
+                    error.status, code: "http-\(error.status.code)", title: error.status.reasonPhrase, detail: error.status.reasonPhrase)
+            }
+        default:
+            return Problem(
+                .internalServerError, code: "internal", title: "Internal error",
+                detail: "the server failed; quote the request id when reporting it")
+        }
+    }
+
+    static func from(_ error: AccessError) -> Problem {
+        switch error {
+        case .unauthenticated(let reason):
+            var problem = Problem(.unauthorized, code: "unauthenticated", title: "Authentication required", detail: reason)
+            problem.headers[.wwwAuthenticate] = "Bearer realm=\"qianyun\", error=\"invalid_token\""
+            return problem
+        case .invalidClient:
+            var problem = Problem(.unauthorized, code: "invalid-client", title: "Client authentication failed", detail: error.description)
+            problem.headers[.wwwAuthenticate] = "Basic realm=\"qianyun\""
+            problem.extensions = ["error": "invalid_client", "error_description": error.description]
+            return problem
+        case .forbidden(let reason):
+            return Problem(.forbidden, code: "forbidden", title: "Not allowed", detail: reason)
+        case .locked(let seconds):
+            var problem = Problem(.tooManyRequests, code: "too-many-failures", title: "Too many failed attempts", detail: error.description)
+            problem.headers[.retryAfter] = String(seconds)
+            problem.extensions = ["error": "invalid_client", "error_description": error.description]
+            return problem
+        case .invalidScope:
+            var problem = Problem(.badRequest, code: "invalid-scope", title: "Scope not granted", detail: error.description)
+            problem.extensions = ["error": "invalid_scope", "error_description": error.description]
+            return problem
+        case .invalidRegistration(let reason):
+            return Problem(.unprocessableContent, code: "invalid-client-registration", title: "Invalid client registration", detail: reason)
+        }
+    }
+
+    static func invalidBody(_ error: DecodingError) -> Problem {
+        let (path, reason): ([any CodingKey], String) =
+            switch error {
+            case .keyNotFound(let key, let context): (context.codingPath + [key], "is required")
+            case .typeMismatch(let type, let context): (context.codingPath, "must be \(Self.jsonTypeName(type))")
+            case .valueNotFound(let type, let context): (context.codingPath, "must be \(Self.jsonTypeName(type)), not null")
+            case .dataCorrupted(let context):
+                (context.codingPath, context.codingPath.isEmpty ? "body is not valid JSON" : "has an invalid value")
+            @unknown default: ([], "body could not be read")
+            }
+        let field = path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        var problem = Problem(
+            .badRequest, code: "invalid-body", title: "Malformed request body",
+            detail: field.isEmpty ? reason : "\(field) \(reason)")
+        if !field.isEmpty { problem.fieldErrors = [FieldError(field: field, reason: reason)] }
+        return problem
+    }
+
+    private static func jsonTypeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Bool.Type: "true or false"
+        case is Int.Type, is Double.Type: "a number"
+        default: "of another type"
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import Hummingbird
+import Prometheus
+
+/// Liveness, readiness, metrics and the OpenAPI document: unauthenticated, carrying no PHI.
+public struct SystemController: Sendable {
+    public struct Readiness: Sendable, Encodable {
+        public var status: String
+        public var checks: [String: String]
+
+        public init(ready: Bool, checks: [String: String]) {
+            self.status = ready ? "ready" : "not-ready"
+            self.checks = checks
+        }
+
+        public var isReady: Bool { status == "ready" }
+    }
+
+    let readiness: @Sendable () async -> Readiness
+    let metrics: PrometheusCollectorRegistry?
+    let openAPIDocument: String
+
+    public init(readiness: @escaping @Sendable () async -> Readiness, metrics: PrometheusCollectorRegistry?, openAPIDocument: String) {
+        self.readiness = readiness
+        self.metrics = metrics
+        self.openAPIDocument = openAPIDocument
+    }
+
+    public func addRoutes(to router: Router<QianyunRequestContext>) {
+        router.get("/healthz") { _, _ in
+            JSONBody(["status": "ok"])
+        }
+        router.get("/readyz") { _, _ in
+            let result = await readiness()
+            return JSONBody(result, status: result.isReady ? .ok : .serviceUnavailable, headers: [.cacheControl: "no-store"])
+        }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metrics?.emitToBuffer() ?? [])))
+        }
+        router.get("/openapi.yaml") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: openAPIDocument)))
+        }
+    }
+}
+
+/// Everything the routes need, built by the composition root.
+public struct APIDependencies: Sendable {
+    public var tokens: TokenController
+    public var facilities: FacilityController
+    public var system: SystemController
+    public var tokenService: Access.TokenService
+    public var maximumBodyBytes: Int
+
+    public init(
+        tokens: TokenController, facilities: FacilityController, system: SystemController, tokenService: Access.TokenService,
+        maximumBodyBytes: Int
+    ) {
+        self.tokens = tokens
+        self.facilities = facilities
+        self.system = system
+        self.tokenService = tokenService
+        self.maximumBodyBytes = maximumBodyBytes
+    }
+}
+
+import Access
+
+/// Builds the router: edge middleware on everything, authentication on `/api`.
+public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunRequestContext> {
+    let router = Router(context: QianyunRequestContext.self)
+    router.add(middleware: EdgeMiddleware(maximumBodyBytes: dependencies.maximumBodyBytes))
+    router.add(middleware: MetricsMiddleware())
+    dependencies.system.addRoutes(to: router)
+    dependencies.tokens.addRoutes(to: router)
+    let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(tokens: dependencies.tokenService))
+    dependencies.facilities.addRoutes(to: api)
+    return router
+}

@@ -1,0 +1,217 @@
+import Crypto
+import Foundation
+import Logging
+import Access
+import Storage
+
+/// A setting that is missing or malformed; the message names the setting, never its value
+/// (values include database passwords and keys).
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+    public let setting: String
+    public let problem: String
+
+    public init(_ setting: String, _ problem: String) {
+        self.setting = setting
+        self.problem = problem
+    }
+
+    public var description: String { "\(setting): \(problem)" }
+}
+
+/// Qianyun's settings, read from `QIANYUN_*` environment variables over an optional file of
+/// `KEY=VALUE` lines (`QIANYUN_CONFIG_FILE` or `--config`). The README's table lists them all.
+public struct Configuration: Sendable {
+    public var databaseURL: String?
+    public var httpHost = "127.0.0.1"
+    public var httpPort = 8080
+    public var mllpHost = "127.0.0.1"
+    public var mllpPort = 2575
+    public var mllpMaximumMessageBytes = 16 << 20
+    public var mllpIdleTimeoutSeconds = 300
+    public var logLevel = Logger.Level.info
+    public var jwtSecret: [UInt8]?
+    public var tokenLifetimeSeconds = 900
+    public var encryptionKeys: [(String, SymmetricKey)] = []
+    public var encryptionKeyID: String?
+    public var pseudonymKey: SymmetricKey?
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+    public var maximumBodyBytes = 1 << 20
+    public var schemasDirectory: String
+    public var migrateOnStart = true
+    public var databasePoolSize = 20
+    public var authLockAfterFailures = 10
+    public var authLockSeconds = 900
+
+    /// Every setting the service reads; a file naming anything else is refused as a likely typo.
+    public static let settings: [String] = [
+        "QIANYUN_DATABASE_URL", "QIANYUN_HTTP_HOST", "QIANYUN_HTTP_PORT", "QIANYUN_MLLP_HOST", "QIANYUN_MLLP_PORT",
+        "QIANYUN_MLLP_MAX_MESSAGE_BYTES", "QIANYUN_MLLP_IDLE_TIMEOUT_SECONDS", "QIANYUN_LOG_LEVEL", "QIANYUN_JWT_SECRET",
+        "QIANYUN_TOKEN_TTL_SECONDS", "QIANYUN_ENCRYPTION_KEYS", "QIANYUN_ENCRYPTION_KEY_ID", "QIANYUN_PSEUDONYM_KEY",
+        "QIANYUN_TLS_CERT", "QIANYUN_TLS_KEY", "QIANYUN_MAX_BODY_BYTES", "QIANYUN_SCHEMAS_DIR", "QIANYUN_MIGRATE_ON_START",
+        "QIANYUN_DB_POOL_SIZE", "QIANYUN_AUTH_LOCK_AFTER_FAILURES", "QIANYUN_AUTH_LOCK_SECONDS", "QIANYUN_CONFIG_FILE",
+    ]
+
+    public init(schemasDirectory: String) {
+        self.schemasDirectory = schemasDirectory
+    }
+
+    /// Reads the file (if any) and then the environment, which wins.
+    public static func load(environment: [String: String], file: String? = nil) throws(ConfigurationError) -> Configuration {
+        var values: [String: String] = [:]
+        if let path = file ?? environment["QIANYUN_CONFIG_FILE"], !path.isEmpty {
+            values = try readFile(path)
+        }
+        for (key, value) in environment where key.hasPrefix("QIANYUN_") { values[key] = value }
+        return try from(values)
+    }
+
+    static func readFile(_ path: String) throws(ConfigurationError) -> [String: String] {
+        let setting = "QIANYUN_CONFIG_FILE"
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(setting, "cannot read \(path)")
+        }
+        var values: [String: String] = [:]
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let body = line.hasPrefix("export ") ? String(line.dropFirst(7)) : line
+            guard let equals = body.firstIndex(of: "=") else {
+                throw ConfigurationError(setting, "line \(number + 1) of \(path) is not KEY=VALUE")
+            }
+            let key = body[..<equals].trimmingCharacters(in: .whitespaces)
+            var value = body[body.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                value = String(value.dropFirst().dropLast())
+            }
+            guard settings.contains(key) else {
+                throw ConfigurationError(key, "unknown setting on line \(number + 1) of \(path)")
+            }
+            values[key] = value
+        }
+        return values
+    }
+
+    static func from(_ values: [String: String]) throws(ConfigurationError) -> Configuration {
+        var configuration = Configuration(schemasDirectory: values["QIANYUN_SCHEMAS_DIR"] ?? defaultSchemasDirectory())
+        func text(_ key: String) -> String? {
+            guard let value = values[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+            return value
+        }
+        func integer(_ key: String, _ range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+            guard let value = text(key) else { return nil }
+            guard let number = Int(value), range.contains(number) else {
+                throw ConfigurationError(key, "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return number
+        }
+        func base64Key(_ key: String) throws(ConfigurationError) -> [UInt8]? {
+            guard let value = text(key) else { return nil }
+            guard let data = Data(base64Encoded: value), data.count >= 32 else {
+                throw ConfigurationError(key, "must be at least 32 random bytes, base64-encoded (openssl rand -base64 32)")
+            }
+            return Array(data)
+        }
+
+        if let url = text("QIANYUN_DATABASE_URL") {
+            do {
+                _ = try DatabaseURL.configuration(from: url)
+            } catch {
+                throw ConfigurationError("QIANYUN_DATABASE_URL", error.reason)
+            }
+            configuration.databaseURL = url
+        }
+        configuration.httpHost = text("QIANYUN_HTTP_HOST") ?? configuration.httpHost
+        configuration.httpPort = try integer("QIANYUN_HTTP_PORT", 0...65535) ?? configuration.httpPort
+        configuration.mllpHost = text("QIANYUN_MLLP_HOST") ?? configuration.mllpHost
+        configuration.mllpPort = try integer("QIANYUN_MLLP_PORT", 0...65535) ?? configuration.mllpPort
+        configuration.mllpMaximumMessageBytes =
+            try integer("QIANYUN_MLLP_MAX_MESSAGE_BYTES", 1024...(256 << 20)) ?? configuration.mllpMaximumMessageBytes
+        configuration.mllpIdleTimeoutSeconds =
+            try integer("QIANYUN_MLLP_IDLE_TIMEOUT_SECONDS", 1...86400) ?? configuration.mllpIdleTimeoutSeconds
+        if let level = text("QIANYUN_LOG_LEVEL") {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
+                throw ConfigurationError("QIANYUN_LOG_LEVEL", "must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            configuration.logLevel = parsed
+        }
+        configuration.jwtSecret = try base64Key("QIANYUN_JWT_SECRET")
+        configuration.tokenLifetimeSeconds = try integer("QIANYUN_TOKEN_TTL_SECONDS", 60...86400) ?? configuration.tokenLifetimeSeconds
+        if let keys = text("QIANYUN_ENCRYPTION_KEYS") {
+            do {
+                configuration.encryptionKeys = try FieldProtector.parseKeyList(keys)
+            } catch {
+                throw ConfigurationError("QIANYUN_ENCRYPTION_KEYS", error.description)
+            }
+        }
+        if let id = text("QIANYUN_ENCRYPTION_KEY_ID") {
+            guard configuration.encryptionKeys.contains(where: { $0.0 == id }) else {
+                throw ConfigurationError("QIANYUN_ENCRYPTION_KEY_ID", "names a key that QIANYUN_ENCRYPTION_KEYS does not contain")
+            }
+            configuration.encryptionKeyID = id
+        }
+        configuration.pseudonymKey = try base64Key("QIANYUN_PSEUDONYM_KEY").map { SymmetricKey(data: $0) }
+        configuration.tlsCertificatePath = text("QIANYUN_TLS_CERT")
+        configuration.tlsKeyPath = text("QIANYUN_TLS_KEY")
+        if (configuration.tlsCertificatePath == nil) != (configuration.tlsKeyPath == nil) {
+            throw ConfigurationError(
+                configuration.tlsCertificatePath == nil ? "QIANYUN_TLS_CERT" : "QIANYUN_TLS_KEY",
+                "TLS needs both QIANYUN_TLS_CERT and QIANYUN_TLS_KEY")
+        }
+        for (key, path) in [("QIANYUN_TLS_CERT", configuration.tlsCertificatePath), ("QIANYUN_TLS_KEY", configuration.tlsKeyPath)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigurationError(key, "cannot read \(path)")
+            }
+        }
+        configuration.maximumBodyBytes = try integer("QIANYUN_MAX_BODY_BYTES", 1024...(64 << 20)) ?? configuration.maximumBodyBytes
+        if let migrate = text("QIANYUN_MIGRATE_ON_START") {
+            guard let flag = Bool(migrate.lowercased()) else {
+                throw ConfigurationError("QIANYUN_MIGRATE_ON_START", "must be true or false")
+            }
+            configuration.migrateOnStart = flag
+        }
+        configuration.databasePoolSize = try integer("QIANYUN_DB_POOL_SIZE", 1...500) ?? configuration.databasePoolSize
+        configuration.authLockAfterFailures =
+            try integer("QIANYUN_AUTH_LOCK_AFTER_FAILURES", 1...1000) ?? configuration.authLockAfterFailures
+        configuration.authLockSeconds = try integer("QIANYUN_AUTH_LOCK_SECONDS", 1...86400 * 7) ?? configuration.authLockSeconds
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: configuration.schemasDirectory + "/migrations", isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else {
+            throw ConfigurationError("QIANYUN_SCHEMAS_DIR", "\(configuration.schemasDirectory) has no migrations/ folder")
+        }
+        return configuration
+    }
+
+    /// What `serve` needs beyond what `migrate` does; checked at start so a missing key is named
+    /// before anything listens.
+    public func validateForServing() throws(ConfigurationError) {
+        guard databaseURL != nil else { throw ConfigurationError("QIANYUN_DATABASE_URL", "is required") }
+        guard jwtSecret != nil else { throw ConfigurationError("QIANYUN_JWT_SECRET", "is required") }
+        guard !encryptionKeys.isEmpty else { throw ConfigurationError("QIANYUN_ENCRYPTION_KEYS", "is required (id:base64 of 32 bytes)") }
+        guard pseudonymKey != nil else { throw ConfigurationError("QIANYUN_PSEUDONYM_KEY", "is required") }
+        if httpHost == mllpHost, httpPort == mllpPort, httpPort != 0 {
+            throw ConfigurationError("QIANYUN_MLLP_PORT", "must differ from QIANYUN_HTTP_PORT")
+        }
+    }
+
+    public func requireDatabaseURL() throws(ConfigurationError) -> String {
+        guard let databaseURL else { throw ConfigurationError("QIANYUN_DATABASE_URL", "is required") }
+        return databaseURL
+    }
+
+    /// `schemas/` in the working directory, else beside the checkout the binary was built in
+    /// (`.build/release/qianyun` → `../../schemas`).
+    static func defaultSchemasDirectory() -> String {
+        let local = FileManager.default.currentDirectoryPath + "/schemas"
+        if FileManager.default.fileExists(atPath: local + "/migrations") { return local }
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath()
+        var directory = executable.deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("schemas").path
+            if FileManager.default.fileExists(atPath: candidate + "/migrations") { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return local
+    }
+}

@@ -1,0 +1,132 @@
+import API
+import Access
+import Crypto
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Interop
+import Logging
+import PostgresNIO
+import Prometheus
+import Registry
+import ServiceLifecycle
+import Storage
+
+/// The composition root: builds the database client, the domain services, the HTTP application
+/// and the MLLP listener, in dependency order. Nothing else opens connections or reads settings.
+public enum QianyunServer {
+    public static func makePostgresClient(_ configuration: Configuration, logger: Logger) throws -> PostgresClient {
+        var postgres = try DatabaseURL.configuration(from: try configuration.requireDatabaseURL())
+        postgres.options.maximumConnections = configuration.databasePoolSize
+        return PostgresClient(configuration: postgres, backgroundLogger: logger)
+    }
+
+    public static func migrations(_ configuration: Configuration) throws -> [Migration] {
+        try Migration.load(directory: configuration.schemasDirectory + "/migrations")
+    }
+
+    public static func fieldProtector(_ configuration: Configuration) throws -> FieldProtector {
+        guard let pseudonymKey = configuration.pseudonymKey, let last = configuration.encryptionKeys.last else {
+            throw ConfigurationError("QIANYUN_ENCRYPTION_KEYS", "is required")
+        }
+        return try FieldProtector(
+            encryptionKeys: Dictionary(uniqueKeysWithValues: configuration.encryptionKeys),
+            currentKeyID: configuration.encryptionKeyID ?? last.0, pseudonymKey: pseudonymKey)
+    }
+
+    /// The whole service. `postgres` is passed in so tests can share the client they query with.
+    public static func makeApplication(
+        configuration: Configuration, postgres: PostgresClient, logger: Logger, metrics: PrometheusCollectorRegistry? = nil,
+        onMLLPBound: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws -> some ApplicationProtocol {
+        try configuration.validateForServing()
+        let migrator = Migrator(client: postgres, migrations: try migrations(configuration), logger: logger)
+        _ = try fieldProtector(configuration)
+        let openAPI = try String(contentsOfFile: configuration.schemasDirectory + "/openapi.yaml", encoding: .utf8)
+        let tokenService = await TokenService(secret: configuration.jwtSecret!, lifetime: .seconds(configuration.tokenLifetimeSeconds))
+        let clients = APIClients(
+            client: postgres,
+            policy: ThrottlePolicy(lockAfter: configuration.authLockAfterFailures, lockFor: .seconds(configuration.authLockSeconds)),
+            logger: logger)
+        let facilities = FacilityDirectory(client: postgres, logger: logger)
+
+        let readiness: @Sendable () async -> SystemController.Readiness = {
+            var checks: [String: String] = [:]
+            do {
+                _ = try await postgres.query("SELECT 1", logger: logger).collect()
+                checks["database"] = "ok"
+            } catch {
+                checks["database"] = "unreachable"
+                return .init(ready: false, checks: checks)
+            }
+            switch try? await migrator.status() {
+            case .current: checks["migrations"] = "current"
+            case .pending(let versions): checks["migrations"] = "pending: \(versions.map(String.init).joined(separator: ","))"
+            case .inconsistent: checks["migrations"] = "inconsistent"
+            case nil: checks["migrations"] = "unknown"
+            }
+            return .init(ready: checks["migrations"] == "current", checks: checks)
+        }
+
+        let router = buildRouter(
+            APIDependencies(
+                tokens: TokenController(clients: clients, tokens: tokenService),
+                facilities: FacilityController(directory: facilities),
+                system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
+                tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes))
+
+        let mllp = MLLPServer(
+            configuration: MLLPConfiguration(
+                host: configuration.mllpHost, port: configuration.mllpPort,
+                maximumMessageBytes: configuration.mllpMaximumMessageBytes,
+                idleTimeout: .seconds(Int64(configuration.mllpIdleTimeoutSeconds))),
+            handler: UnroutedMessageHandler(), logger: logger, onBound: onMLLPBound)
+
+        let server: HTTPServerBuilder
+        if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        } else {
+            server = .http1()
+        }
+
+        var app = Application(
+            router: router, server: server,
+            configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "qianyun"),
+            services: [postgres, mllp], logger: logger)
+        let migrateOnStart = configuration.migrateOnStart
+        app.beforeServerStarts {
+            if migrateOnStart {
+                let applied = try await migrator.migrate()
+                logger.info("migrations current", metadata: ["migrations.applied": "\(applied.count)"])
+            } else if case .inconsistent(let reason) = try await migrator.status() {
+                throw MigrationStatusError(reason: reason)
+            }
+        }
+        return app
+    }
+}
+
+struct MigrationStatusError: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { reason }
+}
+
+/// Runs `body` with a started `PostgresClient`, for the one-shot commands (migrate, fixtures,
+/// clients, audit), then shuts the client down.
+public func withPostgres<Result: Sendable>(
+    _ configuration: Configuration, logger: Logger, _ body: @Sendable @escaping (PostgresClient) async throws -> Result
+) async throws -> Result {
+    let client = try QianyunServer.makePostgresClient(configuration, logger: logger)
+    return try await withThrowingTaskGroup(of: Result?.self) { group in
+        group.addTask {
+            await client.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        let result = try await body(client)
+        return result
+    }
+}

@@ -1,0 +1,173 @@
+import Access
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import QianyunServer
+import Storage
+
+@main
+struct Qianyun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qianyun",
+        abstract: "Qianyun (黔云): regional health-records interoperability service.",
+        subcommands: [Serve.self, Migrate.self, Fixtures.self, Clients.self, Audit.self])
+}
+
+/// Options every command shares.
+struct Common: ParsableArguments {
+    @Option(name: .long, help: "A file of QIANYUN_*=value lines; environment variables override it.")
+    var config: String?
+
+    func load() throws -> (Configuration, Logger) {
+        do {
+            let configuration = try Configuration.load(environment: ProcessInfo.processInfo.environment, file: config)
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = configuration.logLevel
+                return handler
+            }
+            return (configuration, Logger(label: "qianyun"))
+        } catch {
+            throw ValidationError("configuration error: \(error)")
+        }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve HTTP and MLLP until SIGINT or SIGTERM.")
+    @OptionGroup var common: Common
+
+    func run() async throws {
+        let (configuration, logger) = try common.load()
+        do {
+            try configuration.validateForServing()
+        } catch {
+            throw ValidationError("configuration error: \(error)")
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let postgres = try QianyunServer.makePostgresClient(configuration, logger: logger)
+        let app = try await QianyunServer.makeApplication(
+            configuration: configuration, postgres: postgres, logger: logger, metrics: registry)
+        try await app.runService()
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending migrations from schemas/migrations.")
+    @OptionGroup var common: Common
+    @Flag(help: "Only report whether migrations are pending.") var status = false
+
+    func run() async throws {
+        let (configuration, logger) = try common.load()
+        let migrations = try QianyunServer.migrations(configuration)
+        let checkOnly = status
+        try await withPostgres(configuration, logger: logger) { client in
+            let migrator = Migrator(client: client, migrations: migrations, logger: logger)
+            if checkOnly {
+                let state = try await migrator.status()
+                print("migrations: \(state)")
+                if state != .current { throw ExitCode(3) }
+            } else {
+                let applied = try await migrator.migrate()
+                print("applied \(applied.count) migration(s); \(migrations.count) known, database current")
+            }
+        }
+    }
+}
+
+struct Fixtures: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Demo data.", subcommands: [Load.self])
+
+    struct Load: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Load demo facilities and clients (idempotent).")
+        @OptionGroup var common: Common
+        @Argument(help: "Folder holding facilities.json and clients.json.") var directory = "fixtures/demo"
+
+        func run() async throws {
+            let (configuration, logger) = try common.load()
+            let directory = self.directory
+            let report = try await withPostgres(configuration, logger: logger) { client in
+                try await DemoFixtures.load(directory: directory, postgres: client, logger: logger)
+            }
+            print(
+                "fixtures: \(report.facilitiesAdded) facilities added, \(report.facilitiesPresent) already present; "
+                    + "\(report.clientsAdded) clients added, \(report.clientsPresent) already present")
+        }
+    }
+}
+
+struct Clients: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "API clients.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register an API client and print its secret once.")
+        @OptionGroup var common: Common
+        @Option(help: "his, clinician, patient, analyst or admin.") var role: String
+        @Option(help: "Facility code the client is bound to (required for his).") var facility: String?
+        @Option(help: "Resident id a patient client acts for.") var resident: String?
+        @Option(help: "A label for operators.") var name: String?
+        @Option(help: "Narrow the role's scopes (repeatable).") var scope: [String] = []
+        @Option(help: "text or json.") var output = "text"
+
+        func validate() throws {
+            guard Role(rawValue: role) != nil else {
+                throw ValidationError("--role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard ["text", "json"].contains(output) else { throw ValidationError("--output must be text or json") }
+        }
+
+        func run() async throws {
+            let (configuration, logger) = try common.load()
+            let role = Role(rawValue: self.role)!
+            let (facility, resident, scopes, output) = (self.facility, self.resident, self.scope, self.output)
+            let name = self.name ?? "\(role.rawValue) client"
+            let registration: ClientRegistration
+            do {
+                registration = try await withPostgres(configuration, logger: logger) { client in
+                    try await APIClients(client: client, logger: logger).register(
+                        role: role, facility: facility, resident: resident, name: name,
+                        scopes: scopes.isEmpty ? nil : Set(scopes))!
+                }
+            } catch let error as AccessError {
+                throw ValidationError(error.description)
+            }
+            if output == "json" {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(registration), as: UTF8.self))
+            } else {
+                print("client_id:     \(registration.id)")
+                print("client_secret: \(registration.secret)")
+                print("role:          \(registration.role.rawValue)")
+                if let facility = registration.facility { print("facility:      \(facility)") }
+                print("scopes:        \(registration.scopes.joined(separator: " "))")
+                print("The secret is shown once; it is stored only as a hash.")
+            }
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The audit trail.", subcommands: [Verify.self])
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Walk the hash chain and name the first broken row.")
+        @OptionGroup var common: Common
+
+        func run() async throws {
+            let (configuration, logger) = try common.load()
+            let result = try await withPostgres(configuration, logger: logger) { client in
+                try await AuditTrail(client: client, logger: logger).verify()
+            }
+            if let broken = result.firstBroken {
+                print("audit chain BROKEN at row \(broken.sequence): \(broken.reason) (\(result.rowsChecked) rows verified before it)")
+                throw ExitCode(1)
+            }
+            print("audit chain intact: \(result.rowsChecked) rows verified")
+        }
+    }
+}

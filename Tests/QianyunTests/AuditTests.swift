@@ -1,0 +1,87 @@
+import Access
+import Foundation
+import PostgresNIO
+import Testing
+
+@Suite(needsDatabase) struct AuditTrailTests {
+    static func event(_ n: Int) -> AuditEvent {
+        AuditEvent(
+            actor: "client-\(n % 7)", role: "clinician", facility: "5201020001", action: "resident.read",
+            resource: "resident/\(n)", residentPseudonym: String(repeating: "ab", count: 32), purpose: "treatment",
+            requestID: "req-\(n)")
+    }
+
+    @Test func concurrentWritersKeepOneUnbrokenChain() async throws {
+        try await withTestDatabase { client, _ in
+            let trail = AuditTrail(client: client, logger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<200 { group.addTask { try await trail.record(Self.event(n)) } }
+                try await group.waitForAll()
+            }
+            let result = try await trail.verify()
+            #expect(result.isIntact)
+            #expect(result.rowsChecked == 200)
+            let distinct = try await client.query("SELECT count(DISTINCT prev_hash) FROM access.audit_log").collect().first?.decode(
+                Int.self)
+            #expect(distinct == 200, "no two rows claim the same predecessor: the chain never forked")
+        }
+    }
+
+    @Test func rowsCannotBeChangedOrDeletedThroughSQL() async throws {
+        try await withTestDatabase { client, _ in
+            let trail = AuditTrail(client: client, logger: TestDatabase.logger)
+            try await trail.record(Self.event(1))
+            await #expect(throws: PSQLError.self) { try await client.query("UPDATE access.audit_log SET actor = 'x'") }
+            await #expect(throws: PSQLError.self) { try await client.query("DELETE FROM access.audit_log") }
+            await #expect(throws: PSQLError.self) { try await client.query("TRUNCATE access.audit_log") }
+            #expect(try await trail.verify().isIntact)
+        }
+    }
+
+    @Test func aTamperedRowIsNamed() async throws {
+        try await withTestDatabase { client, _ in
+            let trail = AuditTrail(client: client, logger: TestDatabase.logger)
+            for n in 1...10 { try await trail.record(Self.event(n)) }
+            // Someone with owner rights disables the guard and rewrites history.
+            try await client.withConnection { connection in
+                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
+                try await connection.query("UPDATE access.audit_log SET purpose = 'research' WHERE seq = 4")
+                try await connection.query("ALTER TABLE access.audit_log ENABLE TRIGGER audit_log_append_only")
+            }
+            let result = try await trail.verify()
+            #expect(result.firstBroken?.sequence == 4)
+            #expect(result.rowsChecked == 3)
+            #expect(result.firstBroken?.reason.contains("hash") == true)
+        }
+    }
+
+    @Test func aDeletedRowAndACutTailAreNamed() async throws {
+        try await withTestDatabase { client, _ in
+            let trail = AuditTrail(client: client, logger: TestDatabase.logger)
+            for n in 1...6 { try await trail.record(Self.event(n)) }
+            try await client.withConnection { connection in
+                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
+                try await connection.query("DELETE FROM access.audit_log WHERE seq = 6")
+            }
+            #expect(try await trail.verify().firstBroken?.sequence == 6, "a cut tail shows against the head")
+            try await client.query("DELETE FROM access.audit_log WHERE seq = 3")
+            let result = try await trail.verify()
+            #expect(result.firstBroken?.sequence == 3)
+            #expect(result.firstBroken?.reason.contains("missing") == true)
+        }
+    }
+
+    @Test func aRewrittenChainTailIsCaughtByItsLinks() async throws {
+        try await withTestDatabase { client, _ in
+            let trail = AuditTrail(client: client, logger: TestDatabase.logger)
+            for n in 1...5 { try await trail.record(Self.event(n)) }
+            // Recomputing one row's own hash is not enough: the next row's link breaks.
+            try await client.withConnection { connection in
+                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
+                try await connection.query("UPDATE access.audit_log SET hash = repeat('f', 64) WHERE seq = 2")
+            }
+            let result = try await trail.verify()
+            #expect(result.firstBroken?.sequence == 2)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Interop
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOPosix
+import NIOTestUtils
+import ServiceLifecycle
+import Testing
+
+@Suite struct MLLPFramingTests {
+    static func framed(_ text: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt8(0x0B))
+        buffer.writeString(text)
+        buffer.writeBytes([0x1C, 0x0D])
+        return buffer
+    }
+
+    @Test func decodesFramesWhateverTheChunking() throws {
+        var two = Self.framed("MSH|^~\\&|A\rPID|1")
+        two.writeString("\r\n")
+        var second = Self.framed("MSH|^~\\&|B")
+        two.writeBuffer(&second)
+        try ByteToMessageDecoderVerifier.verifyDecoder(
+            inputOutputPairs: [(two, [ByteBuffer(string: "MSH|^~\\&|A\rPID|1"), ByteBuffer(string: "MSH|^~\\&|B")])],
+            decoderFactory: { MLLPFrameDecoder(maximumFrameSize: 1024) })
+    }
+
+    @Test func refusesBytesOutsideAFrame() {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: 1024)))
+        #expect(throws: MLLPFrameDecoder.Violation.bytesOutsideFrame(UInt8(ascii: "M"))) {
+            try channel.writeInbound(ByteBuffer(string: "MSH|^~\\&|A"))
+        }
+    }
+
+    @Test func refusesOversizedFramesBeforeTheyEnd() {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: 100)))
+        var buffer = ByteBuffer(bytes: [0x0B])
+        buffer.writeString(String(repeating: "A", count: 150))
+        #expect(throws: MLLPFrameDecoder.Violation.frameTooLarge(limit: 100)) { try channel.writeInbound(buffer) }
+    }
+
+    @Test func refusesAnEndBlockWithoutCarriageReturn() {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: 100)))
+        #expect(throws: MLLPFrameDecoder.Violation.missingCarriageReturnAfterEnd) {
+            try channel.writeInbound(ByteBuffer(bytes: [0x0B, 0x41, 0x1C, 0x41]))
+        }
+    }
+
+    @Test func largeMessagesDribbledByteByByteStillDecode() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: 1 << 20)))
+        let body = "MSH|^~\\&|" + String(repeating: "X", count: 200_000)
+        let framed = Self.framed(body)
+        for chunk in stride(from: 0, to: framed.readableBytes, by: 997) {
+            let length = min(997, framed.readableBytes - chunk)
+            try channel.writeInbound(framed.getSlice(at: chunk, length: length)!)
+        }
+        let decoded = try #require(try channel.readInbound(as: ByteBuffer.self))
+        #expect(decoded.readableBytes == body.utf8.count)
+    }
+}
+
+@Suite struct MLLPServerTests {
+    @Test func answersEachMessageWithAnApplicationRejectEchoingItsControlID() async throws {
+        let (stream, continuation) = AsyncStream<Int>.makeStream()
+        let server = MLLPServer(
+            configuration: MLLPConfiguration(host: "127.0.0.1", port: 0), handler: UnroutedMessageHandler(),
+            logger: Logger(label: "test"), onBound: { continuation.yield($0) })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            var ports = stream.makeAsyncIterator()
+            let port = try #require(await ports.next())
+            let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            let replies = try await client.executeThenClose { inbound, outbound in
+                try await outbound.write(MLLPFramingTests.framed("MSH|^~\\&|HIS|5201020001|QY|QY|20260101||ADT^A04|MSG-1|P|2.4\rPID|1\r"))
+                try await outbound.write(MLLPFramingTests.framed("MSH|^~\\&|HIS|5201020001|QY|QY|20260101||ADT^A04|MSG-2|P|2.4\r"))
+                var collected = ""
+                for try await chunk in inbound {
+                    collected += String(buffer: chunk)
+                    if collected.components(separatedBy: "\u{1C}\r").count > 2 { break }
+                }
+                return collected
+            }
+            #expect(replies.hasPrefix("\u{0B}MSH|^~\\&|QIANYUN|QIANYUN|HIS|5201020001|"))
+            #expect(replies.contains("MSA|AR|MSG-1|"))
+            #expect(replies.contains("MSA|AR|MSG-2|"))
+            group.cancelAll()
+        }
+    }
+}

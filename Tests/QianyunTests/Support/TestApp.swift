@@ -1,0 +1,88 @@
+import API
+import Access
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import QianyunServer
+import Testing
+
+/// Everything an HTTP test needs: the client to call the app, and the database behind it.
+struct TestApp: Sendable {
+    let client: any TestClientProtocol
+    let postgres: PostgresClient
+    let configuration: Configuration
+
+    /// Registers a client with a known secret and returns a bearer token for it.
+    func token(role: Role, facility: String? = nil, resident: String? = nil, scopes: Set<String>? = nil) async throws -> String {
+        let id = "t-\(role.rawValue)-\(UUID().uuidString.prefix(8).lowercased())"
+        let secret = "secret-\(UUID().uuidString)"
+        try await APIClients(client: postgres, logger: TestDatabase.logger).register(
+            role: role, facility: facility, resident: resident, name: "test", scopes: scopes, id: id, secret: secret)
+        let response = try await client.execute(
+            uri: "/oauth/token", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+            body: ByteBuffer(string: "grant_type=client_credentials&client_id=\(id)&client_secret=\(secret)"))
+        #expect(response.status == .ok)
+        let json = try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any]
+        return try #require(json?["access_token"] as? String)
+    }
+
+    func request(
+        _ method: HTTPRequest.Method, _ uri: String, token: String? = nil, json: String? = nil, headers: HTTPFields = [:]
+    ) async throws -> TestResponse {
+        var headers = headers
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if json != nil { headers[.contentType] = "application/json" }
+        return try await client.execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+    }
+}
+
+extension TestResponse {
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any]) ?? [:]
+    }
+}
+
+extension Data {
+    init(buffer: ByteBuffer) {
+        self.init(buffer.readableBytesView)
+    }
+}
+
+func testConfiguration(_ overrides: [String: String] = [:]) throws -> Configuration {
+    func key() -> String { Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString() }
+    var environment = [
+        "QIANYUN_SCHEMAS_DIR": TestDatabase.schemasDirectory, "QIANYUN_JWT_SECRET": key(),
+        "QIANYUN_ENCRYPTION_KEYS": "k1:\(key())", "QIANYUN_PSEUDONYM_KEY": key(), "QIANYUN_HTTP_PORT": "0",
+        "QIANYUN_MLLP_PORT": "0", "QIANYUN_LOG_LEVEL": "warning",
+    ]
+    environment.merge(overrides) { $1 }
+    return try Configuration.load(environment: environment)
+}
+
+/// Builds the real application through the composition root on a fresh database.
+func withTestApp<Result: Sendable>(
+    _ overrides: [String: String] = [:], logger: Logger = TestDatabase.logger, _ body: @Sendable (TestApp) async throws -> Result
+) async throws -> Result {
+    let name = try await TestDatabase.shared.create()
+    do {
+        var configuration = try testConfiguration(overrides)
+        configuration.databaseURL = TestDatabase.url(database: name)
+        configuration.databasePoolSize = 8
+        let postgres = try QianyunServer.makePostgresClient(configuration, logger: logger)
+        let app = try await QianyunServer.makeApplication(configuration: configuration, postgres: postgres, logger: logger)
+        let frozen = configuration
+        let result = try await app.test(.router) { client in
+            try await body(TestApp(client: client, postgres: postgres, configuration: frozen))
+        }
+        await TestDatabase.shared.drop(name)
+        return result
+    } catch {
+        await TestDatabase.shared.drop(name)
+        throw error
+    }
+}
