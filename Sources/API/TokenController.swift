@@ -35,7 +35,7 @@ public struct TokenController: Sendable {
                 throw oauthProblem(.badRequest, "invalid_request", "body is not a JSON object")
             }
             fields = object.compactMapValues { $0 as? String }
-        } else if contentType.hasPrefix("application/x-www-form-urlencoded") || body.isEmpty {
+        } else if contentType.hasPrefix("application/x-www-form-urlencoded") || contentType.isEmpty {
             fields = Self.formFields(body)
         } else {
             throw oauthProblem(.unsupportedMediaType, "invalid_request", "send application/x-www-form-urlencoded or application/json")

@@ -140,14 +140,8 @@ public struct AuditTrail: Sendable {
         // One repeatable-read snapshot for the rows and the head, so appends that commit while
         // the walk runs are not mistaken for a cut-off tail.
         try await client.withConnection { connection in
-            _ = try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-            do {
-                let result = try await verify(on: connection)
-                _ = try await connection.query("COMMIT", logger: logger)
-                return result
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw error
+            try await connection.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger) {
+                try await verify(on: connection)
             }
         }
     }

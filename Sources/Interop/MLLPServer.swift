@@ -66,15 +66,20 @@ public struct MLLPServer: Service {
         let port = server.channel.localAddress?.port ?? configuration.port
         logger.info("MLLP listening", metadata: ["mllp.host": "\(configuration.host)", "mllp.port": "\(port)"])
         onBound(port)
-        try await cancelWhenGracefulShutdown {
-            // Discarding group: a plain one would keep every finished connection's task alive.
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { connections in
-                    for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
+        do {
+            try await cancelWhenGracefulShutdown {
+                // Discarding group: a plain one would keep every finished connection's task alive.
+                try await withThrowingDiscardingTaskGroup { group in
+                    try await server.executeThenClose { connections in
+                        for try await connection in connections {
+                            group.addTask { await self.serve(connection) }
+                        }
                     }
                 }
             }
+        } catch is CancellationError {
+            // Graceful shutdown cancels the accept loop; that is a clean stop, not a failure.
+            logger.info("MLLP listener stopped")
         }
     }
 

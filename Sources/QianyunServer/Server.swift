@@ -86,7 +86,8 @@ public enum QianyunServer {
         let server: HTTPServerBuilder
         if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
             let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
-            let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
             server = try .tls(.http1(), tlsConfiguration: tls)
         } else {
             server = .http1()
@@ -119,7 +120,10 @@ struct MigrationStatusError: Error, CustomStringConvertible {
 public func withPostgres<Result: Sendable>(
     _ configuration: Configuration, logger: Logger, _ body: @Sendable @escaping (PostgresClient) async throws -> Result
 ) async throws -> Result {
-    let client = try QianyunServer.makePostgresClient(configuration, logger: logger)
+    // The pool warns when the first query races `run()`; a one-shot command always does.
+    var poolLogger = logger
+    poolLogger.logLevel = max(logger.logLevel, .error)
+    let client = try QianyunServer.makePostgresClient(configuration, logger: poolLogger)
     return try await withThrowingTaskGroup(of: Result?.self) { group in
         group.addTask {
             await client.run()

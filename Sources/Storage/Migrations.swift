@@ -107,7 +107,6 @@ public struct Migrator: Sendable {
                 _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
                 return applied
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
                 _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
                 throw error
             }
@@ -141,22 +140,22 @@ public struct Migrator: Sendable {
         let recorded = try await recordedMigrations { try await connection.query($0, logger: logger) }
         let todo = try pending(given: recorded)
         for migration in todo {
-            _ = try await connection.query("BEGIN", logger: logger)
-            for (number, statement) in SQLScript.statements(in: migration.sql).enumerated() {
-                do {
-                    _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                } catch let error as PSQLError {
-                    throw MigrationError.failed(
-                        version: migration.version, name: migration.name, statement: number + 1,
-                        reason: error.serverInfo?[.message] ?? "\(error.code)")
+            try await connection.transaction(logger: logger) {
+                for (number, statement) in SQLScript.statements(in: migration.sql).enumerated() {
+                    do {
+                        _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    } catch let error as PSQLError {
+                        throw MigrationError.failed(
+                            version: migration.version, name: migration.name, statement: number + 1,
+                            reason: error.serverInfo?[.message] ?? "\(error.code)")
+                    }
                 }
+                _ = try await connection.query(
+                    """
+                    INSERT INTO public.schema_migrations (version, name, checksum)
+                    VALUES (\(migration.version), \(migration.name), \(migration.checksum))
+                    """, logger: logger)
             }
-            _ = try await connection.query(
-                """
-                INSERT INTO public.schema_migrations (version, name, checksum)
-                VALUES (\(migration.version), \(migration.name), \(migration.checksum))
-                """, logger: logger)
-            _ = try await connection.query("COMMIT", logger: logger)
             logger.info(
                 "applied migration", metadata: ["migration.version": "\(migration.version)", "migration.name": "\(migration.name)"])
         }

@@ -17,3 +17,22 @@ extension PostgresClient {
         }
     }
 }
+
+extension PostgresConnection {
+    /// Runs `body` between `begin` (e.g. `BEGIN ISOLATION LEVEL REPEATABLE READ`) and COMMIT on
+    /// this connection, rolling back on any error. For work that must stay on one connection,
+    /// such as a migration under a session advisory lock.
+    public func transaction<Result>(
+        _ begin: PostgresQuery = "BEGIN", logger: Logger, _ body: () async throws -> Result
+    ) async throws -> Result {
+        _ = try await query(begin, logger: logger)
+        do {
+            let result = try await body()
+            _ = try await query("COMMIT", logger: logger)
+            return result
+        } catch {
+            _ = try? await query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+}

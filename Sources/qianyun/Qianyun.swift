@@ -31,9 +31,15 @@ struct Common: ParsableArguments {
             }
             return (configuration, Logger(label: "qianyun"))
         } catch {
-            throw ValidationError("configuration error: \(error)")
+            throw StartupFailure(message: "configuration error: \(error)")
         }
     }
+}
+
+/// A start-up failure reported as one line, without the usage text a `ValidationError` prints.
+struct StartupFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -45,7 +51,7 @@ struct Serve: AsyncParsableCommand {
         do {
             try configuration.validateForServing()
         } catch {
-            throw ValidationError("configuration error: \(error)")
+            throw StartupFailure(message: "configuration error: \(error)")
         }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -133,7 +139,7 @@ struct Clients: AsyncParsableCommand {
                         scopes: scopes.isEmpty ? nil : Set(scopes))!
                 }
             } catch let error as AccessError {
-                throw ValidationError(error.description)
+                throw StartupFailure(message: error.description)
             }
             if output == "json" {
                 let encoder = JSONEncoder()

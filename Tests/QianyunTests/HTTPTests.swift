@@ -230,6 +230,40 @@ import Storage
         }
     }
 
+    @Test func jsonBodiesScopesAndUnsignedTokens() async throws {
+        try await withTestApp { app in
+            try await APIClients(client: app.postgres, logger: TestDatabase.logger).register(
+                role: .analyst, name: "cdc", id: "cdc-tool", secret: "s3cret-value")
+            let json = try await app.request(
+                .post, "/oauth/token", json: #"{"grant_type":"client_credentials","client_id":"cdc-tool","client_secret":"s3cret-value"}"#)
+            #expect(json.status == .ok)
+            #expect(json.json["scope"] as? String == "facilities.read surveillance.read")
+            let widened = try await app.request(
+                .post, "/oauth/token",
+                json:
+                    #"{"grant_type":"client_credentials","client_id":"cdc-tool","client_secret":"s3cret-value","scope":"facilities.write"}"#
+            )
+            #expect(widened.status == .badRequest)
+            #expect(widened.json["error"] as? String == "invalid_scope")
+            let xml = try await app.request(.post, "/oauth/token", headers: [.contentType: "text/xml"])
+            #expect(xml.status == .unsupportedMediaType)
+
+            // alg "none" with an admin claim: refused, whatever it claims.
+            func b64(_ text: String) -> String {
+                Data(text.utf8).base64EncodedString().replacingOccurrences(of: "=", with: "")
+                    .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            }
+            let exp = Int(Date().timeIntervalSince1970) + 600
+            let unsigned =
+                b64(#"{"alg":"none","typ":"JWT"}"#) + "."
+                + b64(
+                    #"{"sub":"x","iss":"qianyun","aud":"qianyun-api","iat":1,"exp":\#(exp),"jti":"j","role":"admin","scope":"facilities.write"}"#
+                ) + "."
+            let response = try await app.request(.post, "/api/v1/facilities", token: unsigned, json: FacilityRouteTests.draft)
+            #expect(response.status == .unauthorized)
+        }
+    }
+
     @Test func registrationRules() async throws {
         try await withTestDatabase { client, _ in
             let clients = APIClients(client: client, logger: TestDatabase.logger)
