@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Storage
 
 /// How failed client authentications are slowed and then refused.
 public struct ThrottlePolicy: Sendable {
@@ -99,13 +100,13 @@ public struct APIClients: Sendable {
         clientID: String, secret: String, requestedScopes: Set<String>?, address: String?, requestID: String?
     ) async throws -> Principal {
         let keys = ["client:" + clientID] + (address.map { ["address:" + $0] } ?? [])
-        func audit(_ outcome: String, _ detail: String?, principal: Principal? = nil) async throws {
-            try await AuditTrail(client: client, logger: logger).record(
-                AuditEvent(
-                    actor: clientID, role: principal?.role.rawValue, facility: principal?.facility,
-                    action: outcome == "success" ? "auth.token.issue" : "auth.token.deny", resource: "oauth/token",
-                    purpose: "authentication", outcome: outcome, requestID: requestID, clientAddress: address, detail: detail))
+        func audit(_ outcome: String, _ detail: String?, principal: Principal? = nil) -> AuditEvent {
+            AuditEvent(
+                actor: clientID, role: principal?.role.rawValue, facility: principal?.facility,
+                action: outcome == "success" ? "auth.token.issue" : "auth.token.deny", resource: "oauth/token",
+                purpose: "authentication", outcome: outcome, requestID: requestID, clientAddress: address, detail: detail)
         }
+        let trail = AuditTrail(client: client, logger: logger)
 
         let locked = try await client.query(
             """
@@ -114,7 +115,7 @@ public struct APIClients: Sendable {
             """, logger: logger
         ).collect().first?.decode(Int?.self)
         if let seconds = locked {
-            try await audit("denied", "locked")
+            try await trail.record(audit("denied", "locked"))
             throw AccessError.locked(retryAfterSeconds: max(seconds, 1))
         }
 
@@ -133,8 +134,11 @@ public struct APIClients: Sendable {
             default: nil
             }
         if let failure {
-            let failures = try await recordFailure(keys: keys)
-            try await audit("denied", failure)
+            let failures = try await client.transaction(logger: logger) { connection in
+                let failures = try await recordFailure(keys: keys, on: connection)
+                try await AuditTrail.append(audit("denied", failure), on: connection, logger: logger)
+                return failures
+            }
             let delay = policy.delay(afterFailures: failures)
             if delay > .zero { try await Task.sleep(for: delay) }
             throw AccessError.invalidClient
@@ -147,21 +151,24 @@ public struct APIClients: Sendable {
         }
         let principal = Principal(
             clientID: clientID, role: role, facility: facility, resident: resident, scopes: requestedScopes ?? allowed)
-        try await client.query(
-            """
-            WITH cleared AS (DELETE FROM access.auth_throttle WHERE key = \(keys[0]))
-            UPDATE access.clients SET last_used_at = now() WHERE id = \(clientID)
-            """, logger: logger)
-        try await audit("success", nil, principal: principal)
+        // Clearing the counter, stamping the client and auditing the grant share one commit.
+        try await client.transaction(logger: logger) { connection in
+            try await connection.query(
+                """
+                WITH cleared AS (DELETE FROM access.auth_throttle WHERE key = \(keys[0]))
+                UPDATE access.clients SET last_used_at = now() WHERE id = \(clientID)
+                """, logger: logger)
+            try await AuditTrail.append(audit("success", nil, principal: principal), on: connection, logger: logger)
+        }
         return principal
     }
 
     /// Counts one failure against each key and returns the highest count; reaching the lock
     /// threshold sets the lock in the same statement, so concurrent guesses cannot slip past it.
-    private func recordFailure(keys: [String]) async throws -> Int {
+    private func recordFailure(keys: [String], on connection: PostgresConnection) async throws -> Int {
         let window = Int(policy.window.components.seconds)
         let lockFor = Int(policy.lockFor.components.seconds)
-        let rows = try await client.query(
+        let rows = try await connection.query(
             """
             INSERT INTO access.auth_throttle AS t (key, failures, window_started_at, locked_until)
             SELECT k, 1, now(), CASE WHEN 1 >= \(policy.lockAfter) THEN now() + \(lockFor) * interval '1 second' END

@@ -122,16 +122,19 @@ public struct AuditTrail: Sendable {
         }
         let micros = Int64((Date().timeIntervalSince1970 * 1_000_000).rounded(.down))
         let hash = AuditChain.hash(sequence: sequence, occurredAtMicros: micros, event: event, previous: previous)
+        // Row and new head in one statement: the head lock is held for as few round trips as possible.
         try await connection.query(
             """
-            INSERT INTO access.audit_log (seq, occurred_at, actor, role, facility, action, resource,
-                resident_pseudonym, purpose, outcome, request_id, client_address, detail, prev_hash, hash)
-            VALUES (\(sequence), timestamptz 'epoch' + \(micros) * interval '1 microsecond', \(event.actor),
-                \(event.role), \(event.facility), \(event.action), \(event.resource), \(event.residentPseudonym),
-                \(event.purpose), \(event.outcome), \(event.requestID), \(event.clientAddress), \(event.detail),
-                \(previous), \(hash))
+            WITH appended AS (
+                INSERT INTO access.audit_log (seq, occurred_at, actor, role, facility, action, resource,
+                    resident_pseudonym, purpose, outcome, request_id, client_address, detail, prev_hash, hash)
+                VALUES (\(sequence), timestamptz 'epoch' + \(micros) * interval '1 microsecond', \(event.actor),
+                    \(event.role), \(event.facility), \(event.action), \(event.resource), \(event.residentPseudonym),
+                    \(event.purpose), \(event.outcome), \(event.requestID), \(event.clientAddress), \(event.detail),
+                    \(previous), \(hash))
+                RETURNING hash)
+            UPDATE access.audit_head SET hash = appended.hash FROM appended WHERE id = 1
             """, logger: logger)
-        try await connection.query("UPDATE access.audit_head SET hash = \(hash) WHERE id = 1", logger: logger)
     }
 
     /// Walks the chain in order, streaming rows, and names the first row whose link is broken:
