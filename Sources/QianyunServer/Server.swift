@@ -96,7 +96,8 @@ public enum QianyunServer {
         var app = Application(
             router: router, server: server,
             configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "qianyun"),
-            services: [postgres, mllp], logger: logger)
+            services: [postgres, AuditSealer(trail: AuditTrail(client: postgres, logger: logger), logger: logger), mllp],
+            logger: logger)
         let migrateOnStart = configuration.migrateOnStart
         app.beforeServerStarts {
             if migrateOnStart {

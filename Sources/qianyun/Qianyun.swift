@@ -167,13 +167,16 @@ struct Audit: AsyncParsableCommand {
         func run() async throws {
             let (configuration, logger) = try common.load()
             let result = try await withPostgres(configuration, logger: logger) { client in
-                try await AuditTrail(client: client, logger: logger).verify()
+                let trail = AuditTrail(client: client, logger: logger)
+                // Seal what has been written so far, so the walk covers it.
+                try await trail.seal()
+                return try await trail.verify()
             }
             if let broken = result.firstBroken {
                 print("audit chain BROKEN at row \(broken.sequence): \(broken.reason) (\(result.rowsChecked) rows verified before it)")
                 throw ExitCode(1)
             }
-            print("audit chain intact: \(result.rowsChecked) rows verified")
+            print("audit chain intact: \(result.rowsChecked) rows verified, \(result.unsealed) written since and not yet sealed")
         }
     }
 }

@@ -195,15 +195,18 @@ import Testing
     let event = AuditEvent(actor: "c1", role: "his", action: "resident.read", resource: "resident/1", purpose: "treatment")
 
     @Test func everyFieldIsCovered() {
-        let base = AuditChain.hash(sequence: 1, occurredAtMicros: 5, event: event, previous: AuditChain.genesis)
+        let base = AuditChain.hash(sequence: 1, rowID: 9, occurredAtMicros: 5, event: event, previous: AuditChain.genesis)
         var changed = event
         changed.purpose = "research"
-        #expect(AuditChain.hash(sequence: 1, occurredAtMicros: 5, event: changed, previous: AuditChain.genesis) != base)
-        #expect(AuditChain.hash(sequence: 2, occurredAtMicros: 5, event: event, previous: AuditChain.genesis) != base)
-        #expect(AuditChain.hash(sequence: 1, occurredAtMicros: 6, event: event, previous: AuditChain.genesis) != base)
+        #expect(AuditChain.hash(sequence: 1, rowID: 9, occurredAtMicros: 5, event: changed, previous: AuditChain.genesis) != base)
+        #expect(AuditChain.hash(sequence: 2, rowID: 9, occurredAtMicros: 5, event: event, previous: AuditChain.genesis) != base)
+        #expect(AuditChain.hash(sequence: 1, rowID: 9, occurredAtMicros: 6, event: event, previous: AuditChain.genesis) != base)
+        #expect(AuditChain.hash(sequence: 1, rowID: 8, occurredAtMicros: 5, event: event, previous: AuditChain.genesis) != base)
         var empty = event
         empty.facility = ""
-        #expect(AuditChain.hash(sequence: 1, occurredAtMicros: 5, event: empty, previous: AuditChain.genesis) != base, "absent ≠ empty")
+        #expect(
+            AuditChain.hash(sequence: 1, rowID: 9, occurredAtMicros: 5, event: empty, previous: AuditChain.genesis) != base,
+            "absent ≠ empty")
     }
 }
 

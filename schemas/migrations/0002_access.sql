@@ -25,9 +25,12 @@ CREATE TABLE access.auth_throttle (
     locked_until      timestamptz
 );
 
--- Append-only: each row's hash covers its fields and the previous row's hash.
+-- Append-only and hash-chained. Writers insert rows inside their own transactions without any
+-- shared lock (id order is insertion order, not commit order); the sealer then chains committed
+-- rows in batches, giving each its chain_seq, the previous row's hash and its own hash. A row can
+-- be changed exactly once, from unsealed to sealed, and never deleted.
 CREATE TABLE access.audit_log (
-    seq                bigint PRIMARY KEY,
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     occurred_at        timestamptz NOT NULL,
     actor              text NOT NULL,
     role               text,
@@ -40,14 +43,17 @@ CREATE TABLE access.audit_log (
     request_id         text,
     client_address     text,
     detail             text,
-    prev_hash          text NOT NULL,
-    hash               text NOT NULL
+    chain_seq          bigint UNIQUE,
+    prev_hash          text,
+    hash               text,
+    CHECK ((chain_seq IS NULL) = (hash IS NULL) AND (hash IS NULL) = (prev_hash IS NULL))
 );
 
+CREATE INDEX audit_log_unsealed_idx ON access.audit_log (id) WHERE chain_seq IS NULL;
 CREATE INDEX audit_log_resident_idx ON access.audit_log (resident_pseudonym, occurred_at) WHERE resident_pseudonym IS NOT NULL;
 CREATE INDEX audit_log_actor_idx ON access.audit_log (actor, occurred_at);
 
--- The chain head: appenders take this row's lock with UPDATE … RETURNING, which orders them.
+-- The chain head: the sealer locks this row, so two sealers never fork the chain.
 CREATE TABLE access.audit_head (
     id   integer PRIMARY KEY CHECK (id = 1),
     seq  bigint NOT NULL,
@@ -55,8 +61,17 @@ CREATE TABLE access.audit_head (
 );
 INSERT INTO access.audit_head (id, seq, hash) VALUES (1, 0, repeat('0', 64));
 
-CREATE FUNCTION access.refuse_audit_change() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION access.guard_audit_log() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.chain_seq IS NULL AND NEW.chain_seq IS NOT NULL
+        AND (OLD.id, OLD.occurred_at, OLD.actor, OLD.role, OLD.facility, OLD.action, OLD.resource,
+             OLD.resident_pseudonym, OLD.purpose, OLD.outcome, OLD.request_id, OLD.client_address, OLD.detail)
+            IS NOT DISTINCT FROM
+            (NEW.id, NEW.occurred_at, NEW.actor, NEW.role, NEW.facility, NEW.action, NEW.resource,
+             NEW.resident_pseudonym, NEW.purpose, NEW.outcome, NEW.request_id, NEW.client_address, NEW.detail)
+    THEN
+        RETURN NEW;
+    END IF;
     RAISE EXCEPTION 'access.audit_log is append-only (% refused)', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;
@@ -64,8 +79,8 @@ $$;
 
 CREATE TRIGGER audit_log_append_only
     BEFORE UPDATE OR DELETE ON access.audit_log
-    FOR EACH ROW EXECUTE FUNCTION access.refuse_audit_change();
+    FOR EACH ROW EXECUTE FUNCTION access.guard_audit_log();
 
 CREATE TRIGGER audit_log_no_truncate
     BEFORE TRUNCATE ON access.audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION access.refuse_audit_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION access.guard_audit_log();
