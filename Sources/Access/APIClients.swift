@@ -151,12 +151,15 @@ public struct APIClients: Sendable {
         }
         let principal = Principal(
             clientID: clientID, role: role, facility: facility, resident: resident, scopes: requestedScopes ?? allowed)
-        // Clearing the counter, stamping the client and auditing the grant share one commit.
+        // Clearing the counter, stamping the client and auditing the grant share one commit. The
+        // stamp is coarse (a minute) so that a HIS requesting tokens from many threads does not
+        // queue them all on its client row's lock.
         try await client.transaction(logger: logger) { connection in
             try await connection.query(
                 """
                 WITH cleared AS (DELETE FROM access.auth_throttle WHERE key = \(keys[0]))
-                UPDATE access.clients SET last_used_at = now() WHERE id = \(clientID)
+                UPDATE access.clients SET last_used_at = now()
+                WHERE id = \(clientID) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
                 """, logger: logger)
             try await AuditTrail.append(audit("success", nil, principal: principal), on: connection, logger: logger)
         }
