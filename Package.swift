@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
+        // Pure checks of identity numbers (GB 11643): no I/O, no dependencies.
+        .target(name: "IdentityNumbers"),
         // Connection pool helpers, transactions and the SQL migrations runner.
         .target(
             name: "Storage",
@@ -66,7 +68,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "Access", "Registry", "Storage",
+                "Access", "IdentityNumbers", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -95,7 +97,7 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "Registry", "Storage", "Interop",
+                "QianyunServer", "API", "Access", "IdentityNumbers", "Registry", "Storage", "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

@@ -77,5 +77,6 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.tokens.addRoutes(to: router)
     let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(tokens: dependencies.tokenService))
     dependencies.facilities.addRoutes(to: api)
+    IdentityController().addRoutes(to: api)
     return router
 }

@@ -1,0 +1,53 @@
+import Access
+import Foundation
+import Hummingbird
+import IdentityNumbers
+
+/// `GET /api/v1/id-numbers/{number}/check`: the registration desk's check of a resident ID
+/// number before anyone is registered. It reads no resident data, so it leaves no audit row; the
+/// number travels in the path, which is why request logs carry route templates only.
+public struct IdentityController: Sendable {
+    public init() {}
+
+    public func addRoutes(to group: RouterGroup<QianyunRequestContext>) {
+        group.get("id-numbers/{number}/check", use: check)
+    }
+
+    struct Check: Encodable, Sendable {
+        let valid: Bool
+        let normalized: String?
+        let masked: String?
+        let birthDate: String?
+        let sex: String?
+        /// GB/T 2261.1: 1 male, 2 female.
+        let sexCode: Int?
+        let division: String?
+        let province: String?
+        let upgradedFrom15Digits: Bool
+        let problems: [ResidentIDNumber.Problem]
+    }
+
+    @Sendable func check(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Check> {
+        let principal = try context.requirePrincipal()
+        try principal.require(.his, .clinician, .admin, .patient, action: "check identity numbers")
+        let number = try context.parameters.require("number")
+        guard number.utf8.count <= 64 else {
+            throw Problem(.badRequest, code: "bad-identity-number", title: "Not an identity number", detail: "the value is far too long")
+        }
+        let verdict = ResidentIDNumber.check(number, today: Self.todayInChina())
+        return JSONBody(
+            Check(
+                valid: verdict.valid, normalized: verdict.normalized, masked: verdict.normalized.map(FieldProtector.mask),
+                birthDate: verdict.birthDate, sex: verdict.sex?.rawValue, sexCode: verdict.sex?.code, division: verdict.division,
+                province: verdict.province, upgradedFrom15Digits: verdict.upgradedFrom15Digits, problems: verdict.problems),
+            headers: [.cacheControl: "no-store"])
+    }
+
+    /// Today as `YYYYMMDD` in China Standard Time (UTC+8, no daylight saving).
+    static func todayInChina(now: Date = Date()) -> Int {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(secondsFromGMT: 8 * 3600)!
+        let parts = calendar.dateComponents([.year, .month, .day], from: now)
+        return parts.year! * 10000 + parts.month! * 100 + parts.day!
+    }
+}
