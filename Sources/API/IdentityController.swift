@@ -30,8 +30,10 @@ public struct IdentityController: Sendable {
     @Sendable func check(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Check> {
         let principal = try context.requirePrincipal()
         try principal.require(.his, .clinician, .admin, .patient, action: "check identity numbers")
-        let number = try context.parameters.require("number")
-        guard number.utf8.count <= 64 else {
+        // Percent-decode: a desk may send full-width digits (１２…), which arrive encoded.
+        let raw = try context.parameters.require("number")
+        let number = raw.removingPercentEncoding ?? raw
+        guard number.count <= 64 else {
             throw Problem(.badRequest, code: "bad-identity-number", title: "Not an identity number", detail: "the value is far too long")
         }
         let verdict = ResidentIDNumber.check(number, today: Self.todayInChina())

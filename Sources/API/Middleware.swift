@@ -15,9 +15,11 @@ extension HTTPField.Name {
 public struct EdgeMiddleware: RouterMiddleware {
     public typealias Context = QianyunRequestContext
     let maximumBodyBytes: Int
+    let routes: RouteTable
 
-    public init(maximumBodyBytes: Int) {
+    public init(maximumBodyBytes: Int, routes: RouteTable) {
         self.maximumBodyBytes = maximumBodyBytes
+        self.routes = routes
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -33,6 +35,16 @@ public struct EdgeMiddleware: RouterMiddleware {
         } else {
             do {
                 response = try await next(request, context)
+            } catch let error as HTTPError where error.status == .notFound {
+                // A path we serve, asked with a method we do not: 405 and the methods we do.
+                let allowed = routes.methods(forPath: request.uri.path)
+                if allowed.isEmpty || allowed.contains(request.method) {
+                    response = Problem.from(error).response(requestID: requestID)
+                } else {
+                    var problem = Problem.from(HTTPError(.methodNotAllowed))
+                    problem.headers[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
+                    response = problem.response(requestID: requestID)
+                }
             } catch {
                 var problem = Problem.from(error)
                 problem.requestID = requestID
@@ -92,5 +104,28 @@ public struct AuthenticationMiddleware: RouterMiddleware {
         context.logger[metadataKey: "client.id"] = .string(principal.clientID)
         context.logger[metadataKey: "client.role"] = .string(principal.role.rawValue)
         return try await next(request, context)
+    }
+}
+
+/// The routes' templates and methods, filled once the router is built, so the edge can tell an
+/// unknown path (404) from a known path asked with the wrong method (405).
+public final class RouteTable: @unchecked Sendable {
+    // Written once by `buildRouter` before the server starts, read-only afterwards.
+    private var templates: [([Substring], HTTPRequest.Method)] = []
+
+    public init() {}
+
+    func fill(_ routes: [(String, HTTPRequest.Method)]) {
+        templates = routes.map { (template, method) in (template.split(separator: "/"), method) }
+    }
+
+    func methods(forPath path: String) -> [HTTPRequest.Method] {
+        let parts = path.split(separator: "/")
+        var methods: [HTTPRequest.Method] = []
+        for (template, method) in templates where template.count == parts.count {
+            let matches = zip(template, parts).allSatisfy { $0.hasPrefix("{") || $0.hasPrefix(":") || $0 == $1 }
+            if matches, !methods.contains(method) { methods.append(method) }
+        }
+        return methods.sorted { $0.rawValue < $1.rawValue }
     }
 }

@@ -71,12 +71,14 @@ import Access
 /// Builds the router: edge middleware on everything, authentication on `/api`.
 public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunRequestContext> {
     let router = Router(context: QianyunRequestContext.self)
-    router.add(middleware: EdgeMiddleware(maximumBodyBytes: dependencies.maximumBodyBytes))
+    let table = RouteTable()
+    router.add(middleware: EdgeMiddleware(maximumBodyBytes: dependencies.maximumBodyBytes, routes: table))
     router.add(middleware: MetricsMiddleware())
     dependencies.system.addRoutes(to: router)
     dependencies.tokens.addRoutes(to: router)
     let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(tokens: dependencies.tokenService))
     dependencies.facilities.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
+    table.fill(router.routes.map { ($0.path.description, $0.method) })
     return router
 }

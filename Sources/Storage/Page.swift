@@ -25,7 +25,7 @@ public struct PageRequest: Sendable, Equatable {
             parsedLimit = value
         }
         var after: String?
-        if let cursor {
+        if let cursor, !cursor.isEmpty {
             guard let key = Cursor.decode(cursor) else { throw .badCursor("cursor is not one this service issued") }
             after = key
         }

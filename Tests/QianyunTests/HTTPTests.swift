@@ -55,6 +55,18 @@ import Testing
         }
     }
 
+    @Test func aKnownPathWithAnUnknownMethodIs405() async throws {
+        try await withTestApp { app in
+            let response = try await app.request(.delete, "/api/v1/facilities/ABC")
+            #expect(response.status == .methodNotAllowed)
+            #expect(response.headers[.allow] == "GET, PATCH")
+            #expect(response.headers[.contentType] == "application/problem+json")
+            #expect(try await app.request(.trace, "/readyz").headers[.allow] == "GET")
+            #expect(try await app.request(.get, "/no/such/path").status == .notFound)
+            #expect(try await app.request(.get, "/api/v1/facilities?cursor=").status == .unauthorized)
+        }
+    }
+
     /// The OpenAPI document and the router list the same operations.
     @Test func openAPIDocumentIsInStepWithTheRoutes() async throws {
         let document = try String(contentsOfFile: TestDatabase.schemasDirectory + "/openapi.yaml", encoding: .utf8)

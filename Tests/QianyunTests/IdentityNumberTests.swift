@@ -122,6 +122,10 @@ import Testing
             #expect(typed.json["sex"] as? String == "female")
             #expect(typed.json["sexCode"] as? Int == 2)
             #expect(typed.json["division"] as? String == "110105")
+            let fullWidth = try await app.request(
+                .get, "/api/v1/id-numbers/" + "１１０１０５１９４９１２３１００２ｘ".addingPercentEncoding(withAllowedCharacters: .alphanumerics)! + "/check",
+                token: his)
+            #expect(fullWidth.json["normalized"] as? String == "11010519491231002X")
             let bad = try await app.request(.get, "/api/v1/id-numbers/11010519491331002X/check", token: his)
             #expect(bad.status == .ok)
             #expect(bad.json["valid"] as? Bool == false)
