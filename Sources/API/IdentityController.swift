@@ -33,7 +33,7 @@ public struct IdentityController: Sendable {
         // Percent-decode: a desk may send full-width digits (１２…), which arrive encoded.
         let raw = try context.parameters.require("number")
         let number = raw.removingPercentEncoding ?? raw
-        guard number.count <= 64 else {
+        guard number.unicodeScalars.count <= 64 else {
             throw Problem(.badRequest, code: "bad-identity-number", title: "Not an identity number", detail: "the value is far too long")
         }
         let verdict = ResidentIDNumber.check(number, today: Self.todayInChina())
