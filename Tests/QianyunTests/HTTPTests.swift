@@ -376,6 +376,20 @@ import Storage
         }
     }
 
+    @Test func concurrentRegistrationsOfOneCodeYieldOneFacility() async throws {
+        try await withTestApp { app in
+            let admin = try await app.token(role: .admin)
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<8 {
+                    group.addTask { try await app.request(.post, "/api/v1/facilities", token: admin, json: Self.draft).status }
+                }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 1)
+            #expect(statuses.filter { $0 == .conflict }.count == 7)
+        }
+    }
+
     @Test func listsPageWithCursorsAndFilter() async throws {
         try await withTestApp { app in
             let report = try await DemoFixtures.load(

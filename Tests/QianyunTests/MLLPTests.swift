@@ -94,3 +94,34 @@ import Testing
         }
     }
 }
+
+@Suite struct MLLPDecoderRobustnessTests {
+    /// Random bytes, random chunking: the decoder returns frames or a typed violation, never
+    /// crashes, and never holds more than the cap.
+    @Test func randomInputNeverCrashes() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<500 {
+            let channel = EmbeddedChannel(handler: ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: 256)))
+            let length = Int.random(in: 0...2048, using: &generator)
+            // Bias towards the framing bytes so frames actually form.
+            let alphabet: [UInt8] = [0x0B, 0x1C, 0x0D, 0x0A, 0x41, 0x7C, 0x00, 0xFF]
+            let bytes = (0..<length).map { _ in
+                Bool.random(using: &generator) ? alphabet.randomElement(using: &generator)! : UInt8.random(in: 0...255, using: &generator)
+            }
+            var offset = 0
+            do {
+                while offset < bytes.count {
+                    let chunk = Int.random(in: 1...64, using: &generator)
+                    try channel.writeInbound(ByteBuffer(bytes: bytes[offset..<min(offset + chunk, bytes.count)]))
+                    offset += chunk
+                    while let frame = try channel.readInbound(as: ByteBuffer.self) {
+                        #expect(frame.readableBytes <= 256)
+                    }
+                }
+                _ = try? channel.finish()
+            } catch {
+                #expect(error is MLLPFrameDecoder.Violation)
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import PostgresNIO
+import Testing
+
+/// The operator's commands, run as the built `qianyun` binary against a test database.
+@Suite(needsDatabase) struct CLITests {
+    static var binary: String? {
+        let candidates = [".build/debug/qianyun", ".build/release/qianyun"].map { TestDatabase.repositoryRoot + "/" + $0 }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    struct Run {
+        let status: Int32
+        let output: String
+        let errors: String
+    }
+
+    static func run(_ arguments: [String], database: String, extra: [String: String] = [:]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try #require(binary, "build the qianyun product first"))
+        process.arguments = arguments
+        var environment = ["PATH": "/usr/bin:/bin", "QIANYUN_SCHEMAS_DIR": TestDatabase.schemasDirectory, "QIANYUN_LOG_LEVEL": "error"]
+        environment["QIANYUN_DATABASE_URL"] = TestDatabase.url(database: database)
+        environment.merge(extra) { $1 }
+        process.environment = environment
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(
+            status: process.terminationStatus, output: String(decoding: out, as: UTF8.self), errors: String(decoding: err, as: UTF8.self))
+    }
+
+    @Test(.enabled(if: CLITests.binary != nil, "the qianyun binary is not built"))
+    func clientsAuditAndMigrateFromTheCommandLine() async throws {
+        try await withTestDatabase { client, database in
+            try await client.query(
+                "INSERT INTO registry.facilities (code, name, level, division) VALUES ('H1', 'h', 'secondary', '520102')")
+            let created = try Self.run(["clients", "create", "--role", "his", "--facility", "H1", "--output", "json"], database: database)
+            #expect(created.status == 0, "\(created.errors)")
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(created.output.utf8)) as? [String: Any])
+            let id = try #require(json["id"] as? String)
+            #expect((json["secret"] as? String)?.hasPrefix("qys_") == true)
+            #expect(json["facility"] as? String == "H1")
+            let stored = try await client.query("SELECT role, facility_code FROM access.clients WHERE id = \(id)").collect()
+            let (role, facility) = try #require(try stored.first?.decode((String, String).self))
+            #expect(role == "his" && facility == "H1")
+
+            let refused = try Self.run(["clients", "create", "--role", "his"], database: database)
+            #expect(refused.status != 0)
+            #expect(refused.errors.contains("must be bound to a facility"))
+            #expect(!refused.errors.contains("Usage"))
+
+            #expect(try Self.run(["migrate", "--status"], database: database).status == 0)
+            let configError = try Self.run(["migrate"], database: database, extra: ["QIANYUN_DB_POOL_SIZE": "lots"])
+            #expect(configError.status != 0)
+            #expect(configError.errors.contains("QIANYUN_DB_POOL_SIZE"))
+
+            let trail = Access.AuditTrail(client: client, logger: TestDatabase.logger)
+            for n in 1...5 {
+                try await trail.record(.init(actor: "c\(n)", action: "resident.read", resource: "resident/\(n)", purpose: "treatment"))
+            }
+            let intact = try Self.run(["audit", "verify"], database: database)
+            #expect(intact.status == 0)
+            #expect(intact.output.contains("audit chain intact: 5 rows verified"))
+            try await client.withConnection { connection in
+                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
+                try await connection.query("UPDATE access.audit_log SET purpose = 'marketing' WHERE chain_seq = 3")
+            }
+            let broken = try Self.run(["audit", "verify"], database: database)
+            #expect(broken.status == 1)
+            #expect(broken.output.contains("BROKEN at row 3"))
+        }
+    }
+}
+
+import Access
