@@ -24,6 +24,10 @@ let package = Package(
     targets: [
         // Pure checks of identity numbers (GB 11643): no I/O, no dependencies.
         .target(name: "IdentityNumbers"),
+        // Pure name and date comparison for the master patient index: pinyin, homophones, typed
+        // pinyin, Jaro–Winkler, swapped day/month. The pinyin table is generated into the target
+        // by schemas/code-tables/make_pinyin_table.py.
+        .target(name: "NameMatching"),
         // Connection pool helpers, transactions and the SQL migrations runner.
         .target(
             name: "Storage",
@@ -97,7 +101,7 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "IdentityNumbers", "Registry", "Storage", "Interop",
+                "QianyunServer", "API", "Access", "IdentityNumbers", "NameMatching", "Registry", "Storage", "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
