@@ -98,6 +98,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Matching-quality benchmark on a synthetic population (bench/match runs it beside a peer).
+        .executableTarget(name: "qianyun-match-bench", dependencies: ["NameMatching", "IdentityNumbers"], path: "Sources/MatchBench"),
         .testTarget(
             name: "QianyunTests",
             dependencies: [

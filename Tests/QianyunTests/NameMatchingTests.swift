@@ -71,3 +71,47 @@ import Testing
         #expect(JaroWinkler.similarity("abc", "") == 0)
     }
 }
+
+@Suite struct MatcherTests {
+    let matcher = Matcher()
+    static let resident = PersonRecord(
+        name: "张三", sex: 1, birthDate: "1990-03-07", idNumber: "52010219900307123X", idNumberValid: true, phone: "13812345678",
+        division: "520102", address: "中山路 12 号")
+
+    @Test func theSamePersonWithHISNoiseIsLinked() {
+        let noisy = PersonRecord(name: "ZHANG SAN", sex: 1, birthDate: "1990-07-03", phone: "138-1234-5678", division: "520102")
+        let score = matcher.score(noisy, Self.resident)
+        #expect(score.decision == .link, "\(score)")
+        #expect(score.evidence.contains("name:homophone") && score.evidence.contains("birth:swapped"))
+        let typo = PersonRecord(name: "章三", sex: 1, birthDate: "1990-03-07", idNumber: "52010219900307133X", idNumberValid: false)
+        #expect(matcher.score(typo, Self.resident).decision == .link)
+    }
+
+    @Test func twinsAreNeverLinkedAutomatically() {
+        // Same surname, birth date, phone, address and county; another given name.
+        let twinWithoutID = PersonRecord(
+            name: "张四", sex: 1, birthDate: "1990-03-07", phone: "13812345678", division: "520102", address: "中山路12号")
+        #expect(matcher.score(twinWithoutID, Self.resident).decision != .link)
+        var twinWithID = twinWithoutID
+        twinWithID.idNumber = "520102199003071251"
+        twinWithID.idNumberValid = true
+        #expect(matcher.score(twinWithID, Self.resident).decision == .distinct, "a valid, disagreeing ID means two people")
+    }
+
+    @Test func disagreeingValidIDsOverrideEverythingElse() {
+        var namesake = Self.resident
+        namesake.idNumber = "520102199003071251"
+        #expect(matcher.score(namesake, Self.resident).decision == .distinct)
+    }
+
+    @Test func blockingKeysMeetAcrossScriptsAndErrors() {
+        let han = Matcher.blockingKeys(Self.resident)
+        let pinyinSwapped = Matcher.blockingKeys(PersonRecord(name: "San Zhang", birthDate: "1990-07-03"))
+        let homophone = Matcher.blockingKeys(PersonRecord(name: "章三", birthDate: "1990-03-07"))
+        let newPhone = Matcher.blockingKeys(PersonRecord(name: "李四", birthDate: "1985-01-01", phone: "13812345678"))
+        #expect(!han.isDisjoint(with: pinyinSwapped))
+        #expect(!han.isDisjoint(with: homophone))
+        #expect(!han.isDisjoint(with: newPhone))
+        #expect(han.isDisjoint(with: Matcher.blockingKeys(PersonRecord(name: "王五", birthDate: "1990-03-07"))))
+    }
+}
