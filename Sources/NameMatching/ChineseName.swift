@@ -17,7 +17,7 @@ public struct ChineseName: Sendable, Equatable {
     ]
 
     public init(_ raw: String) {
-        let trimmed = raw.trimmingWhitespace()
+        let trimmed = String(raw.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
         let hanCount = trimmed.filter(Pinyin.isHan).count
         let letters = trimmed.filter { $0.isLetter }.count
         if hanCount > 0, hanCount * 2 >= letters {
@@ -56,14 +56,5 @@ public struct ChineseName: Sendable, Equatable {
     /// Per character, every reading it may have.
     var readingSets: [[String]] {
         isHan ? parts.map { Pinyin.readings(of: Character($0)) } : parts.map { [$0] }
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var scalars = Substring(self).unicodeScalars
-        while let first = scalars.first, first.properties.isWhitespace { scalars.removeFirst() }
-        while let last = scalars.last, last.properties.isWhitespace { scalars.removeLast() }
-        return String(scalars)
     }
 }
