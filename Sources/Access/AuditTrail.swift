@@ -73,7 +73,7 @@ public enum AuditChain {
             }
             bytes.append(0x1F)
         }
-        return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        return SHA256.hash(data: bytes).hexString
     }
 }
 

@@ -1,3 +1,4 @@
+import Storage
 import Crypto
 import Foundation
 
@@ -69,7 +70,7 @@ public struct FieldProtector: Sendable {
         mac.update(data: Data(domain.utf8))
         mac.update(data: [0])
         mac.update(data: Data(value.utf8))
-        return mac.finalize().map { String(format: "%02x", $0) }.joined()
+        return Array(mac.finalize()).hexString
     }
 
     /// `520102199003071234` → `5201**********1234`. Shorter documents keep less of each end, and a

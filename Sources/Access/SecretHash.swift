@@ -1,3 +1,4 @@
+import Storage
 import Crypto
 import Foundation
 
@@ -36,7 +37,7 @@ public enum SecretHash {
         return Array(hasher.finalize())
     }
 
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+    static func hex(_ bytes: [UInt8]) -> String { bytes.hexString }
 
     static func bytes(fromHex text: Substring) -> [UInt8]? {
         guard text.count % 2 == 0 else { return nil }

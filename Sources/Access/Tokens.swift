@@ -1,3 +1,4 @@
+import Storage
 import Crypto
 import Foundation
 import JWTKit
@@ -85,6 +86,6 @@ public struct TokenService: Sendable {
     }
 
     static func keyID(for secret: [UInt8]) -> String {
-        "hs-" + SHA256.hash(data: secret).prefix(4).map { String(format: "%02x", $0) }.joined()
+        "hs-" + SHA256.hash(data: secret).prefix(4).hexString
     }
 }
