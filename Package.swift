@@ -49,11 +49,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // Facilities now; residents, health cards and the master patient index build here next.
+        // Facilities, residents, health cards and the master patient index (matching, review, merge).
         .target(
             name: "Registry",
             dependencies: [
-                "Storage", "Access",
+                "Storage", "Access", "IdentityNumbers", "NameMatching",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),

@@ -1,5 +1,6 @@
 import Access
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Registry
 import Storage
@@ -18,6 +19,16 @@ extension Problem {
                 var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: "\(field): \(reason)")
                 problem.fieldErrors = [FieldError(field: field, reason: reason)]
                 return problem
+            case .identityNumber(let problems):
+                var problem = Problem(
+                    .unprocessableContent, code: "invalid-identity-number", title: "Invalid identity number", detail: error.description)
+                problem.fieldErrors = problems.map { FieldError(field: "document.number", reason: $0.message) }
+                problem.structured["problems"] = .array(
+                    problems.map { .object(["code": .string($0.code.rawValue), "message": .string($0.message)]) })
+                return problem
+            case .conflict(let code, let detail):
+                let status: HTTPResponse.Status = code == "card-unknown" ? .notFound : .conflict
+                return Problem(status, code: code, title: Self.conflictTitles[code] ?? "Conflict", detail: detail)
             case .duplicate:
                 return Problem(.conflict, code: "conflict", title: "Already exists", detail: error.description)
             case .notFound:
@@ -54,6 +65,14 @@ extension Problem {
                 detail: "the server failed; quote the request id when reporting it")
         }
     }
+
+    static let conflictTitles = [
+        "card-unknown": "Unknown card", "card-lost": "Card reported lost", "card-revoked": "Card revoked",
+        "card-replaced": "Card replaced", "card-not-active": "Card not activated", "resident-deceased": "Resident deceased",
+        "card-already-active": "Resident already has an active card", "card-transition": "Card status change not allowed",
+        "resident-merged": "Resident merged", "identifier-taken": "Identifier belongs to another resident",
+        "not-merged": "Resident not merged", "review-resolved": "Review already resolved",
+    ]
 
     static func from(_ error: AccessError) -> Problem {
         switch error {

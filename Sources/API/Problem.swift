@@ -18,6 +18,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     public var headers: HTTPFields = [:]
     /// Extra members some clients look for, e.g. OAuth2's `error`.
     public var extensions: [String: String] = [:]
+    /// Structured extension members, e.g. the list of problems found in an identity number.
+    var structured: [String: JSONValue] = [:]
     public var requestID: String?
 
     public init(_ status: HTTPResponse.Status, code: String, title: String, detail: String) {
@@ -43,6 +45,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
             body["errors"] = .array(fieldErrors.map { .object(["field": .string($0.field), "reason": .string($0.reason)]) })
         }
         for (key, value) in extensions { body[key] = .string(value) }
+        for (key, value) in structured { body[key] = value }
         var headers = self.headers
         headers[.contentType] = "application/problem+json"
         headers[.cacheControl] = "no-store"
@@ -52,7 +55,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
 }
 
 /// Just enough JSON to write problem bodies with a fixed key order.
-enum JSONValue: Encodable {
+enum JSONValue: Encodable, Sendable {
     case string(String)
     case int(Int)
     case array([JSONValue])

@@ -50,16 +50,20 @@ public struct SystemController: Sendable {
 public struct APIDependencies: Sendable {
     public var tokens: TokenController
     public var facilities: FacilityController
+    public var residents: ResidentController
+    public var fhir: FHIRController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
 
     public init(
-        tokens: TokenController, facilities: FacilityController, system: SystemController, tokenService: Access.TokenService,
-        maximumBodyBytes: Int
+        tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
+        system: SystemController, tokenService: Access.TokenService, maximumBodyBytes: Int
     ) {
         self.tokens = tokens
         self.facilities = facilities
+        self.residents = residents
+        self.fhir = fhir
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -76,9 +80,12 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     router.add(middleware: MetricsMiddleware())
     dependencies.system.addRoutes(to: router)
     dependencies.tokens.addRoutes(to: router)
-    let api = router.group("api/v1").add(middleware: AuthenticationMiddleware(tokens: dependencies.tokenService))
+    let authentication = AuthenticationMiddleware(tokens: dependencies.tokenService)
+    let api = router.group("api/v1").add(middleware: authentication)
     dependencies.facilities.addRoutes(to: api)
+    dependencies.residents.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
+    dependencies.fhir.addRoutes(to: router, authentication: authentication)
     table.fill(router.routes.map { ($0.path.description, $0.method) })
     return router
 }

@@ -129,6 +129,32 @@ public struct AuditTrail: Sendable {
             """, logger: logger)
     }
 
+    /// Appends many rows in one statement (a bulk import writes one row per resident it touches).
+    public static func append(_ events: [AuditEvent], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !events.isEmpty else { return }
+        struct Row: Encodable {
+            let actor: String, role: String?, facility: String?, action: String, resource: String
+            let resident_pseudonym: String?, purpose: String, outcome: String, request_id: String?, client_address: String?
+            let detail: String?
+        }
+        let rows = events.map {
+            Row(
+                actor: $0.actor, role: $0.role, facility: $0.facility, action: $0.action, resource: $0.resource,
+                resident_pseudonym: $0.residentPseudonym, purpose: $0.purpose, outcome: $0.outcome, request_id: $0.requestID,
+                client_address: $0.clientAddress, detail: $0.detail)
+        }
+        let json = String(decoding: try JSONEncoder().encode(rows), as: UTF8.self)
+        try await connection.query(
+            """
+            INSERT INTO access.audit_log (occurred_at, actor, role, facility, action, resource, resident_pseudonym,
+                purpose, outcome, request_id, client_address, detail)
+            SELECT date_trunc('microseconds', clock_timestamp()), actor, role, facility, action, resource, resident_pseudonym,
+                purpose, outcome, request_id, client_address, detail
+            FROM jsonb_to_recordset(\(json)::jsonb) AS x(actor text, role text, facility text, action text, resource text,
+                resident_pseudonym text, purpose text, outcome text, request_id text, client_address text, detail text)
+            """, logger: logger)
+    }
+
     /// Links every committed, unsealed row into the chain, in batches; returns how many it sealed.
     @discardableResult
     public func seal(batchSize: Int = 2000) async throws -> Int {

@@ -58,3 +58,11 @@ public struct ChineseName: Sendable, Equatable {
         isHan ? parts.map { Pinyin.readings(of: Character($0)) } : parts.map { [$0] }
     }
 }
+
+extension ChineseName {
+    /// Keys a demographic search looks a name up by in the stored `pinyinKey`: a Han name's own
+    /// key, or both orders of a name typed in pinyin (`San Zhang` finds 张三).
+    public var searchKeys: [String] {
+        isHan ? [pinyinKey] : NameComparison.latinOrders(self)
+    }
+}

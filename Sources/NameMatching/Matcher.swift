@@ -67,7 +67,7 @@ public struct Matcher: Sendable {
     }
 
     public var weights = Weights()
-    public var linkThreshold = 14.0
+    public var linkThreshold = 15.0
     public var reviewThreshold = 6.0
 
     public init() {}

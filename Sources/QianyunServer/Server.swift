@@ -42,7 +42,7 @@ public enum QianyunServer {
     ) async throws -> some ApplicationProtocol {
         try configuration.validateForServing()
         let migrator = Migrator(client: postgres, migrations: try migrations(configuration), logger: logger)
-        _ = try fieldProtector(configuration)
+        let protector = try fieldProtector(configuration)
         let openAPI = try String(contentsOfFile: configuration.schemasDirectory + "/openapi.yaml", encoding: .utf8)
         let tokenService = await TokenService(secret: configuration.jwtSecret!, lifetime: .seconds(configuration.tokenLifetimeSeconds))
         let clients = APIClients(
@@ -50,6 +50,9 @@ public enum QianyunServer {
             policy: ThrottlePolicy(lockAfter: configuration.authLockAfterFailures, lockFor: .seconds(configuration.authLockSeconds)),
             logger: logger)
         let facilities = FacilityDirectory(client: postgres, logger: logger)
+        let residents = ResidentRegistry(client: postgres, protector: protector, logger: logger)
+        let cards = HealthCardService(client: postgres, registry: residents, logger: logger)
+        let merges = MergeService(client: postgres, registry: residents, logger: logger)
 
         let readiness: @Sendable () async -> SystemController.Readiness = {
             var checks: [String: String] = [:]
@@ -73,6 +76,8 @@ public enum QianyunServer {
             APIDependencies(
                 tokens: TokenController(clients: clients, tokens: tokenService),
                 facilities: FacilityController(directory: facilities),
+                residents: ResidentController(residents: residents, cards: cards, merges: merges),
+                fhir: FHIRController(residents: residents),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes))
 

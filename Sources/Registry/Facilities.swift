@@ -1,5 +1,6 @@
 import Access
 import Foundation
+import IdentityNumbers
 import Logging
 import PostgresNIO
 import Storage
@@ -75,14 +76,20 @@ public struct FacilityFilter: Sendable {
 
 public enum RegistryError: Error, Equatable, CustomStringConvertible {
     case invalid(field: String, reason: String)
+    /// A resident identity number that fails GB 11643, with every problem found.
+    case identityNumber([ResidentIDNumber.Problem])
     case duplicate(String)
     case notFound(String)
+    /// The request is well-formed but the resource's state forbids it (a second active card, a merged resident).
+    case conflict(code: String, detail: String)
 
     public var description: String {
         switch self {
         case .invalid(let field, let reason): "\(field): \(reason)"
+        case .identityNumber(let problems): "document.number: " + problems.map(\.message).joined(separator: "; ")
         case .duplicate(let what): "\(what) already exists"
         case .notFound(let what): "\(what) was not found"
+        case .conflict(_, let detail): detail
         }
     }
 }

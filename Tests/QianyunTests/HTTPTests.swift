@@ -86,17 +86,19 @@ import Testing
         }
         var configuration = try testConfiguration()
         configuration.databaseURL = "postgres://u@127.0.0.1/none"
+        let postgres = PostgresClient(configuration: try DatabaseURL.configuration(from: configuration.databaseURL!))
+        let residents = ResidentRegistry(
+            client: postgres, protector: try QianyunServer.fieldProtector(configuration), logger: TestDatabase.logger)
         let router = buildRouter(
             APIDependencies(
                 tokens: TokenController(
-                    clients: APIClients(
-                        client: PostgresClient(configuration: try DatabaseURL.configuration(from: configuration.databaseURL!)),
-                        logger: TestDatabase.logger),
+                    clients: APIClients(client: postgres, logger: TestDatabase.logger),
                     tokens: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60))),
-                facilities: FacilityController(
-                    directory: FacilityDirectory(
-                        client: PostgresClient(configuration: try DatabaseURL.configuration(from: configuration.databaseURL!)),
-                        logger: TestDatabase.logger)),
+                facilities: FacilityController(directory: FacilityDirectory(client: postgres, logger: TestDatabase.logger)),
+                residents: ResidentController(
+                    residents: residents, cards: HealthCardService(client: postgres, registry: residents, logger: TestDatabase.logger),
+                    merges: MergeService(client: postgres, registry: residents, logger: TestDatabase.logger)),
+                fhir: FHIRController(residents: residents),
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
                 maximumBodyBytes: 1024))

@@ -1,0 +1,328 @@
+import Access
+import Foundation
+import Logging
+import NameMatching
+import PostgresNIO
+import Storage
+
+/// One registration to run through the matcher: from the API (one at a time) or an import (in batches).
+public struct Registration: Sendable {
+    public var facility: String?
+    public var localId: String?
+    public var record: ResidentRecord
+    /// `registration`, `import` or `admin`: recorded on the identifier it creates.
+    public var source: String
+
+    public init(facility: String?, localId: String?, record: ResidentRecord, source: String) {
+        self.facility = facility
+        self.localId = localId
+        self.record = record
+        self.source = source
+    }
+}
+
+/// What the matcher did with a registration.
+public struct RegistrationOutcome: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable {
+        /// A new resident was created; no existing resident resembled them.
+        case created
+        /// Linked to an existing resident the matcher was sure of.
+        case linked
+        /// A new resident was created, and pairs with similar residents wait on the review queue.
+        case review
+        /// The facility's patient id was already linked: nothing changed.
+        case existing
+        /// The row could not be registered (bulk import only; the API throws instead).
+        case rejected
+    }
+
+    public var kind: Kind
+    public var residentId: String?
+    /// The winning candidate's Fellegi–Sunter weight, for `linked` and `review`.
+    public var score: Double?
+    public var evidence: [String]?
+    public var reviewIds: [Int64]?
+    public var reason: String?
+}
+
+/// Registration through the master patient index. A batch runs in one transaction: the facility
+/// ids already known are answered first; the rest take advisory locks on their blocking-key
+/// buckets (so two desks registering one new person at once cannot both create them), gather
+/// candidates from the blocking index with a bounded fan-out per key, and are scored against
+/// those candidates and against earlier rows of the same batch.
+struct Registrar: Sendable {
+    let codec: ResidentCodec
+    let matcher: Matcher
+    let logger: Logger
+
+    /// Candidates read per blocking key: a placeholder phone shared by thousands must not make one
+    /// registration read thousands of rows.
+    static let fanOutPerKey = 64
+    /// Advisory lock class of registration buckets (`pg_advisory_xact_lock(class, bucket)`).
+    static let lockClass: Int32 = 0x5159
+    static let buckets: Int64 = 1 << 16
+
+    func register(
+        _ registrations: [Registration], actor: Principal, requestID: String?, purpose: String, on connection: PostgresConnection
+    ) async throws -> [RegistrationOutcome] {
+        var outcomes = [RegistrationOutcome?](repeating: nil, count: registrations.count)
+
+        // Facility ids already linked, and repeated ids within the batch, change nothing.
+        let pairs = registrations.enumerated().compactMap { index, registration in
+            registration.facility.flatMap { facility in registration.localId.map { (index, facility, $0) } }
+        }
+        var known: [String: UUID] = [:]
+        if !pairs.isEmpty {
+            let rows = try await connection.query(
+                """
+                SELECT i.facility, i.local_id, i.resident_id FROM registry.identifiers i
+                JOIN unnest(\(pairs.map(\.1))::text[], \(pairs.map(\.2))::text[]) AS p(facility, local_id)
+                  ON i.facility = p.facility AND i.local_id = p.local_id
+                """, logger: logger)
+            for try await (facility, localId, resident) in rows.decode((String, String, UUID).self) {
+                known[facility + "\u{1F}" + localId] = resident
+            }
+        }
+        let facilities = Set(registrations.compactMap(\.facility))
+        var activeFacilities: Set<String> = []
+        if !facilities.isEmpty {
+            let rows = try await connection.query(
+                "SELECT code FROM registry.facilities WHERE code = ANY(\(Array(facilities))::text[]) AND active", logger: logger)
+            for try await code in rows.decode(String.self) { activeFacilities.insert(code) }
+        }
+        let guardianIDs = Set(registrations.compactMap(\.record.guardianID))
+        var existingGuardians: Set<UUID> = []
+        if !guardianIDs.isEmpty {
+            let rows = try await connection.query(
+                "SELECT id FROM registry.residents WHERE id = ANY(\(Array(guardianIDs))::uuid[])", logger: logger)
+            for try await id in rows.decode(UUID.self) { existingGuardians.insert(id) }
+        }
+
+        var pending: [Int] = []
+        for (index, registration) in registrations.enumerated() {
+            if let facility = registration.facility, !activeFacilities.contains(facility) {
+                outcomes[index] = .init(kind: .rejected, reason: "facility \(facility) is not registered or not active")
+            } else if let guardian = registration.record.guardianID, !existingGuardians.contains(guardian) {
+                outcomes[index] = .init(kind: .rejected, reason: "guardian.residentId names no resident")
+            } else if let facility = registration.facility, let localId = registration.localId,
+                let resident = known[facility + "\u{1F}" + localId]
+            {
+                outcomes[index] = .init(kind: .existing, residentId: resident.lowercased)
+            } else {
+                pending.append(index)
+            }
+        }
+        guard !pending.isEmpty else { return outcomes.map { $0! } }
+
+        let keys = pending.map { codec.matchKeys(registrations[$0].record) }
+        let allKeys = Array(Set(keys.joined())).sorted()
+        let buckets = Array(Set(allKeys.map { Int32(truncatingIfNeeded: (($0 % Self.buckets) + Self.buckets) % Self.buckets) })).sorted()
+        try await connection.query(
+            "SELECT pg_advisory_xact_lock(\(Self.lockClass), b) FROM unnest(\(buckets)::int4[]) AS b", logger: logger)
+
+        // Locked: re-read what a concurrent registration may have added, then candidates.
+        var candidatesByKey: [Int64: [UUID]] = [:]
+        let keyRows = try await connection.query(
+            """
+            SELECT k, m.resident_id FROM unnest(\(allKeys)::int8[]) AS k,
+              LATERAL (SELECT resident_id FROM registry.match_keys WHERE key = k LIMIT \(Self.fanOutPerKey)) AS m
+            """, logger: logger)
+        for try await (key, resident) in keyRows.decode((Int64, UUID).self) { candidatesByKey[key, default: []].append(resident) }
+        let candidateIDs = Array(Set(candidatesByKey.values.joined()))
+        var residents: [UUID: StoredResident] = [:]
+        if !candidateIDs.isEmpty {
+            let rows = try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: "SELECT \(ResidentCodec.columns) FROM registry.residents WHERE id = ANY($1::uuid[]) AND status = 'active'",
+                    binds: {
+                        var binds = PostgresBindings()
+                        binds.append(candidateIDs)
+                        return binds
+                    }()), logger: logger)
+            for try await row in rows { let resident = try codec.decode(row); residents[resident.id] = resident }
+        }
+        if !pairs.isEmpty {
+            // A concurrent batch may have linked the same facility id while we waited for the locks.
+            let rows = try await connection.query(
+                """
+                SELECT i.facility, i.local_id, i.resident_id FROM registry.identifiers i
+                JOIN unnest(\(pairs.map(\.1))::text[], \(pairs.map(\.2))::text[]) AS p(facility, local_id)
+                  ON i.facility = p.facility AND i.local_id = p.local_id
+                """, logger: logger)
+            for try await (facility, localId, resident) in rows.decode((String, String, UUID).self) {
+                known[facility + "\u{1F}" + localId] = resident
+            }
+        }
+
+        var newResidents: [ResidentRow] = []
+        var newByKey: [Int64: [UUID]] = [:]
+        var newRecords: [UUID: ResidentRecord] = [:]
+        var identifiers: [IdentifierRow] = []
+        var matchKeys: [MatchKeyRow] = []
+        var reviews: [ReviewRow] = []
+        var events: [EventRow] = []
+        var audits: [AuditEvent] = []
+        var reviewOwner: [Int] = []
+        var claimed: [String: UUID] = [:]
+
+        for (position, index) in pending.enumerated() {
+            let registration = registrations[index]
+            let pairKey = registration.facility.flatMap { f in registration.localId.map { f + "\u{1F}" + $0 } }
+            if let pairKey, let resident = known[pairKey] ?? claimed[pairKey] {
+                outcomes[index] = .init(kind: .existing, residentId: resident.lowercased)
+                continue
+            }
+            let person = registration.record.person
+            var scored: [(id: UUID, score: MatchScore)] = []
+            var seen: Set<UUID> = []
+            for key in keys[position] {
+                for id in (candidatesByKey[key] ?? []) + (newByKey[key] ?? []) where seen.insert(id).inserted {
+                    let candidate = residents[id]?.record ?? newRecords[id]
+                    guard let candidate else { continue }
+                    scored.append((id, matcher.score(person, candidate.person)))
+                }
+            }
+            scored.sort { $0.score.weight > $1.score.weight }
+
+            let residentID: UUID
+            var outcome: RegistrationOutcome
+            if let best = scored.first, best.score.decision == .link {
+                residentID = best.id
+                outcome = .init(kind: .linked, residentId: best.id.lowercased, score: best.score.weight, evidence: best.score.evidence)
+                events.append(
+                    EventRow(
+                        resident_id: best.id, kind: "linked", actor: actor.clientID,
+                        detail: ["facility": registration.facility ?? "", "score": String(best.score.weight)]))
+            } else {
+                residentID = UUID()
+                newResidents.append(try codec.row(id: residentID, record: registration.record, registeredBy: registration.facility))
+                newRecords[residentID] = registration.record
+                for key in keys[position] {
+                    newByKey[key, default: []].append(residentID)
+                    matchKeys.append(MatchKeyRow(key: key, resident_id: residentID))
+                }
+                events.append(EventRow(resident_id: residentID, kind: "created", actor: actor.clientID, detail: ["source": registration.source]))
+                let doubtful = scored.filter { $0.score.decision == .review }.prefix(3)
+                for candidate in doubtful {
+                    reviews.append(
+                        ReviewRow(
+                            resident_id: residentID, candidate_id: candidate.id, score: candidate.score.weight,
+                            evidence: candidate.score.evidence, facility: registration.facility))
+                    reviewOwner.append(index)
+                }
+                outcome =
+                    doubtful.isEmpty
+                    ? .init(kind: .created, residentId: residentID.lowercased)
+                    : .init(
+                        kind: .review, residentId: residentID.lowercased, score: doubtful.first!.score.weight,
+                        evidence: doubtful.first!.score.evidence, reviewIds: [])
+            }
+            if let facility = registration.facility, let localId = registration.localId, let pairKey {
+                identifiers.append(IdentifierRow(facility: facility, local_id: localId, resident_id: residentID, source: registration.source))
+                claimed[pairKey] = residentID
+            }
+            audits.append(
+                AuditEvent(
+                    actor: actor.clientID, role: actor.role.rawValue, facility: actor.facility,
+                    action: outcome.kind == .linked ? "resident.link" : "resident.create", resource: "resident/\(residentID.lowercased)",
+                    residentPseudonym: codec.residentPseudonym(residentID), purpose: purpose, requestID: requestID,
+                    detail: outcome.kind.rawValue))
+            outcomes[index] = outcome
+        }
+
+        if !newResidents.isEmpty {
+            try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO registry.residents (id, name, name_pinyin, sex, birth_date, ethnicity, document_type,
+                            document_ciphertext, document_key_id, document_hash, document_masked, phone, division, address,
+                            guardian_id, guardian_name, guardian_relation, guardian_phone, deceased, deceased_date, registered_by, pseudonym)
+                        SELECT id, name, name_pinyin, sex, birth_date, ethnicity, document_type, decode(document_ciphertext, 'hex'),
+                            document_key_id, document_hash, document_masked, phone, division, address, guardian_id, guardian_name,
+                            guardian_relation, guardian_phone, deceased, deceased_date, registered_by, pseudonym
+                        FROM jsonb_to_recordset($1::jsonb) AS \(ResidentRow.recordType)
+                        """,
+                    binds: try jsonBinds(newResidents)), logger: logger)
+        }
+        if !matchKeys.isEmpty {
+            try await connection.query(
+                """
+                INSERT INTO registry.match_keys (key, resident_id)
+                SELECT * FROM unnest(\(matchKeys.map(\.key))::int8[], \(matchKeys.map(\.resident_id))::uuid[]) ON CONFLICT DO NOTHING
+                """, logger: logger)
+        }
+        if !identifiers.isEmpty {
+            try await connection.query(
+                """
+                INSERT INTO registry.identifiers (facility, local_id, resident_id, source)
+                SELECT * FROM unnest(\(identifiers.map(\.facility))::text[], \(identifiers.map(\.local_id))::text[],
+                    \(identifiers.map(\.resident_id))::uuid[], \(identifiers.map(\.source))::text[])
+                """, logger: logger)
+        }
+        if !reviews.isEmpty {
+            let rows = try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO registry.match_reviews (resident_id, candidate_id, score, evidence, facility)
+                        SELECT resident_id, candidate_id, score, ARRAY(SELECT jsonb_array_elements_text(evidence)), facility
+                        FROM jsonb_to_recordset($1::jsonb) AS x(resident_id uuid, candidate_id uuid, score float8, evidence jsonb, facility text)
+                        RETURNING id, resident_id
+                        """,
+                    binds: try jsonBinds(reviews)), logger: logger)
+            var owners: [UUID: Int] = [:]
+            for (review, owner) in zip(reviews, reviewOwner) { owners[review.resident_id] = owner }
+            for try await (id, resident) in rows.decode((Int64, UUID).self) {
+                if let owner = owners[resident] { outcomes[owner]?.reviewIds?.append(id) }
+            }
+        }
+        try await EventRow.insert(events, on: connection, logger: logger)
+        try await AuditTrail.append(audits, on: connection, logger: logger)
+        return outcomes.map { $0! }
+    }
+}
+
+struct IdentifierRow: Encodable {
+    let facility: String
+    let local_id: String
+    let resident_id: UUID
+    let source: String
+}
+
+struct MatchKeyRow {
+    let key: Int64
+    let resident_id: UUID
+}
+
+struct ReviewRow: Encodable {
+    let resident_id: UUID
+    let candidate_id: UUID
+    let score: Double
+    let evidence: [String]
+    let facility: String?
+}
+
+/// A line of a resident's history. `detail` names fields and facilities, never demographic values.
+struct EventRow: Encodable {
+    let resident_id: UUID
+    let kind: String
+    let actor: String
+    var detail: [String: String] = [:]
+
+    static func insert(_ events: [EventRow], on connection: PostgresConnection, logger: Logger) async throws {
+        guard !events.isEmpty else { return }
+        try await connection.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
+                    SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($1::jsonb)
+                        AS x(resident_id uuid, kind text, actor text, detail jsonb)
+                    """,
+                binds: try jsonBinds(events)), logger: logger)
+    }
+}
+
+func jsonBinds(_ value: some Encodable) throws -> PostgresBindings {
+    var binds = PostgresBindings()
+    binds.append(try jsonText(value))
+    return binds
+}
