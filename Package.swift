@@ -94,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "qianyun",
             dependencies: [
-                "QianyunServer", "Access", "Storage",
+                "QianyunServer", "Access", "Registry", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

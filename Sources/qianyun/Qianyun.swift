@@ -6,6 +6,8 @@ import Logging
 import Metrics
 import Prometheus
 import QianyunServer
+import Registry
+import Synchronization
 import Storage
 
 @main
@@ -13,7 +15,7 @@ struct Qianyun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qianyun",
         abstract: "Qianyun (黔云): regional health-records interoperability service.",
-        subcommands: [Serve.self, Migrate.self, Fixtures.self, Clients.self, Audit.self])
+        subcommands: [Serve.self, Migrate.self, Fixtures.self, Clients.self, Import.self, Audit.self])
 }
 
 /// Options every command shares.
@@ -153,6 +155,74 @@ struct Clients: AsyncParsableCommand {
                 print("scopes:        \(registration.scopes.joined(separator: " "))")
                 print("The secret is shown once; it is stored only as a hash.")
             }
+        }
+    }
+}
+
+struct Import: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Bulk imports.", subcommands: [Residents.self])
+
+    struct Residents: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import a facility's patient list (UTF-8 CSV) through the matcher; a rerun changes nothing.",
+            discussion: """
+                Columns (header required, any order, others ignored): facility, local_id, name, sex (M/F), \
+                birth_date (YYYY-MM-DD), id_number, phone, division. Empty means unknown. Rejected and \
+                reviewed rows are listed with their reasons in the report file.
+                """)
+        @OptionGroup var common: Common
+        @Argument(help: "The CSV file.") var file: String
+        @Option(help: "Where to write rejected and reviewed rows (default: FILE.report.csv).") var report: String?
+        @Option(help: "Rows per transaction.") var batchSize = 250
+        @Option(help: "Batches in flight at once.") var workers = 2
+
+        func validate() throws {
+            guard (1...5000).contains(batchSize) else { throw ValidationError("--batch-size must be from 1 to 5000") }
+            guard (1...16).contains(workers) else { throw ValidationError("--workers must be from 1 to 16") }
+        }
+
+        func run() async throws {
+            let (configuration, logger) = try common.load()
+            let protector = try QianyunServer.fieldProtector(configuration)
+            let (file, reportPath, batchSize, workers) = (self.file, report ?? file + ".report.csv", self.batchSize, self.workers)
+            let terminal = isatty(STDERR_FILENO) == 1
+            let summary: ResidentImport.Summary
+            do {
+                summary = try await withPostgres(configuration, logger: logger) { client in
+                    let registry = ResidentRegistry(client: client, protector: protector, logger: logger)
+                    let job = ResidentImport(registry: registry, logger: logger, batchSize: batchSize, workers: workers)
+                    let step = ProgressPrinter(terminal: terminal)
+                    return try await job.run(path: file, reportPath: reportPath) { step.show($0) }
+                }
+            } catch let failure as ResidentImport.Failure {
+                throw StartupFailure(message: "import failed: \(failure)")
+            } catch let failure as CSVReader.Failure {
+                throw StartupFailure(message: "import stopped: \(failure); the rows before it are imported, rerun after fixing the file")
+            }
+            if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+            print("import: \(summary.line); report: \(reportPath)")
+        }
+    }
+}
+
+/// Progress on stderr: one rewritten line on a terminal, a line per 100,000 rows otherwise.
+final class ProgressPrinter: Sendable {
+    let terminal: Bool
+    let lastReported = Mutex(0)
+
+    init(terminal: Bool) {
+        self.terminal = terminal
+    }
+
+    func show(_ summary: ResidentImport.Summary) {
+        if terminal {
+            FileHandle.standardError.write(Data(String(format: "\r%d rows, %.0f rows/s ", summary.rows, summary.rate).utf8))
+        } else if lastReported.withLock({ last in
+            guard summary.rows / 100_000 > last / 100_000 else { return false }
+            last = summary.rows
+            return true
+        }) {
+            FileHandle.standardError.write(Data("progress: \(summary.line)\n".utf8))
         }
     }
 }
