@@ -59,7 +59,9 @@ public struct FHIRController: Sendable {
                     residentsFound = [try await residents.get(id: value, by: principal, requestID: context.requestID)]
                 } else if system.hasPrefix(Self.facilitySystemPrefix) {
                     let facility = String(system.dropFirst(Self.facilitySystemPrefix.count))
-                    residentsFound = [try await residents.lookup(facility: facility, localId: value, by: principal, requestID: context.requestID)]
+                    residentsFound = [
+                        try await residents.lookup(facility: facility, localId: value, by: principal, requestID: context.requestID)
+                    ]
                 } else if system == Self.documentSystemPrefix + DocumentType.residentID.rawValue {
                     var query = Self.query(parameters, limit: limit)
                     query.idNumber = value
@@ -67,7 +69,9 @@ public struct FHIRController: Sendable {
                 } else {
                     throw RegistryError.invalid(
                         field: "identifier",
-                        reason: "system must be \(Self.residentSystem), \(Self.facilitySystemPrefix)<facility> or \(Self.documentSystemPrefix)resident-id")
+                        reason:
+                            "system must be \(Self.residentSystem), \(Self.facilitySystemPrefix)<facility> or \(Self.documentSystemPrefix)resident-id"
+                    )
                 }
             } catch RegistryError.notFound {
                 residentsFound = []
@@ -192,7 +196,8 @@ public struct Patient: Codable, Sendable {
         for local in resident.identifiers {
             identifiers.append(
                 Identifier(
-                    use: "usual", type: CodeableConcept(coding: [Coding(system: "http://terminology.hl7.org/CodeSystem/v2-0203", code: "MR")]),
+                    use: "usual",
+                    type: CodeableConcept(coding: [Coding(system: "http://terminology.hl7.org/CodeSystem/v2-0203", code: "MR")]),
                     system: FHIRController.facilitySystemPrefix + local.facility, value: local.localId,
                     assigner: Reference(display: local.facility)))
         }
@@ -234,7 +239,9 @@ public struct Patient: Codable, Sendable {
         if let guardian = resident.guardian {
             var contact = Contact()
             contact.relationship = [
-                CodeableConcept(coding: [Coding(system: "http://terminology.hl7.org/CodeSystem/v2-0131", code: "N", display: "Next-of-Kin")], text: guardian.relation)
+                CodeableConcept(
+                    coding: [Coding(system: "http://terminology.hl7.org/CodeSystem/v2-0131", code: "N", display: "Next-of-Kin")],
+                    text: guardian.relation)
             ]
             if let name = guardian.name { contact.name = HumanName(text: name) }
             if let phone = guardian.phone { contact.telecom = [ContactPoint(system: "phone", value: phone)] }

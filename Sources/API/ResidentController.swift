@@ -86,7 +86,8 @@ public struct ResidentController: Sendable {
         let result = try await residents.register(draft, by: principal, requestID: context.requestID)
         let created = result.match.kind == .created || result.match.kind == .review
         return JSONBody(
-            result, status: created ? .created : .ok, headers: [.location: "/api/v1/residents/\(result.resident.id)", .cacheControl: "no-store"])
+            result, status: created ? .created : .ok,
+            headers: [.location: "/api/v1/residents/\(result.resident.id)", .cacheControl: "no-store"])
     }
 
     @Sendable func search(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Found> {
@@ -106,7 +107,8 @@ public struct ResidentController: Sendable {
 
     @Sendable func get(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Resident> {
         JSONBody(
-            try await residents.get(id: try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID),
+            try await residents.get(
+                id: try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID),
             headers: noStore)
     }
 
@@ -170,7 +172,8 @@ public struct ResidentController: Sendable {
         let principal = try context.requirePrincipal()
         try principal.require(.his, .admin, action: "issue cards")
         let body = try await request.decodeJSON(CardIssue.self, context: context)
-        let card = try await cards.issue(residentID: try context.parameters.require("id"), body, by: principal, requestID: context.requestID)
+        let card = try await cards.issue(
+            residentID: try context.parameters.require("id"), body, by: principal, requestID: context.requestID)
         return JSONBody(card, status: .created, headers: [.location: "/api/v1/cards/\(card.cardNumber)"])
     }
 
@@ -185,7 +188,8 @@ public struct ResidentController: Sendable {
     @Sendable func getCard(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<HealthCard> {
         JSONBody(
             try await cards.get(
-                cardNumber: try Self.pathParameter("cardNumber", context), by: try context.requirePrincipal(), requestID: context.requestID))
+                cardNumber: try Self.pathParameter("cardNumber", context), by: try context.requirePrincipal(), requestID: context.requestID)
+        )
     }
 
     @Sendable func verify(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<CardVerification> {

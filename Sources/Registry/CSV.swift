@@ -22,7 +22,7 @@ public struct CSVReader {
     private var buffer: [UInt8] = []
     private var position = 0
     private var finished = false
-    private var firstChunk = true
+    private var atStart = true
     /// The line the next record starts on (1-based), for error reports.
     public private(set) var line = 1
 
@@ -41,7 +41,7 @@ public struct CSVReader {
     }
 
     /// The next record's fields with the line it started on, or nil at the end of the input.
-    public mutating func record() throws -> (line: Int, fields: [String])? {
+    mutating func nextRecord() throws -> (line: Int, fields: [String])? {
         var fields: [String] = []
         var field: [UInt8] = []
         var quoted = false
@@ -51,13 +51,9 @@ public struct CSVReader {
         while true {
             if position >= buffer.count {
                 if finished { break }
-                guard var chunk = try next() else {
+                guard let chunk = try next() else {
                     finished = true
                     continue
-                }
-                if firstChunk {
-                    firstChunk = false
-                    if chunk.starts(with: [0xEF, 0xBB, 0xBF]) { chunk.removeFirst(3) }
                 }
                 buffer = Array(buffer[position...]) + chunk
                 position = 0
@@ -114,6 +110,16 @@ public struct CSVReader {
         guard sawAnything else { return nil }
         fields.append(try text(field, start))
         return (start, fields)
+    }
+
+    /// The next record (a UTF-8 byte-order mark before the first dropped), or nil at the end.
+    public mutating func record() throws -> (line: Int, fields: [String])? {
+        guard var first = try nextRecord() else { return nil }
+        if atStart {
+            atStart = false
+            if first.fields[0].hasPrefix("\u{FEFF}") { first.fields[0].removeFirst() }
+        }
+        return first
     }
 
     private func text(_ bytes: [UInt8], _ line: Int) throws -> String {

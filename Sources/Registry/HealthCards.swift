@@ -114,14 +114,16 @@ public struct HealthCardService: Sendable {
         }
     }
 
-    public func issue(residentID text: String, _ request: CardIssue, by principal: Principal, requestID: String?) async throws -> HealthCard {
+    public func issue(residentID text: String, _ request: CardIssue, by principal: Principal, requestID: String?) async throws -> HealthCard
+    {
         try requireCardWriter(principal)
         let id = try ResidentRegistry.residentID(text)
         let number = try request.cardNumber.map { t throws(RegistryError) in try Self.normalize(t) } ?? Self.generateNumber()
         let facility = principal.role == .his ? principal.facility : ResidentValidation.nonEmpty(request.issuingFacility)
         return try await client.transaction(logger: logger) { connection in
             let resident = try await registry.load(id, on: connection, forUpdate: true)
-            try registry.authorizeWrite(principal, resident, identifiers: try await registry.identifiers(of: id, on: connection), patch: .init())
+            try registry.authorizeWrite(
+                principal, resident, identifiers: try await registry.identifiers(of: id, on: connection), patch: .init())
             guard resident.status == "active" else {
                 throw RegistryError.conflict(code: "resident-merged", detail: "resident was merged into \(resident.mergedInto!.lowercased)")
             }
@@ -173,10 +175,12 @@ public struct HealthCardService: Sendable {
             if principal.role == .patient {
                 guard principal.resident == card.residentId else { throw AccessError.forbidden("a patient may change only their own card") }
             } else {
-                try registry.authorizeWrite(principal, resident, identifiers: try await registry.identifiers(of: residentID, on: connection), patch: .init())
+                try registry.authorizeWrite(
+                    principal, resident, identifiers: try await registry.identifiers(of: residentID, on: connection), patch: .init())
             }
             guard card.status.allows(next) else {
-                throw RegistryError.conflict(code: "card-transition", detail: "a \(card.status.rawValue) card cannot become \(next.rawValue)")
+                throw RegistryError.conflict(
+                    code: "card-transition", detail: "a \(card.status.rawValue) card cannot become \(next.rawValue)")
             }
             if next == .active { try await requireNoActiveCard(residentID, on: connection) }
             let updated = try await setStatus(number, next, reason: reason, on: connection)
@@ -198,7 +202,8 @@ public struct HealthCardService: Sendable {
             let card = try await lockCard(number, on: connection)
             let residentID = UUID(uuidString: card.residentId)!
             let resident = try await registry.load(residentID, on: connection, forUpdate: true)
-            try registry.authorizeWrite(principal, resident, identifiers: try await registry.identifiers(of: residentID, on: connection), patch: .init())
+            try registry.authorizeWrite(
+                principal, resident, identifiers: try await registry.identifiers(of: residentID, on: connection), patch: .init())
             guard card.status.allows(.replaced) else {
                 throw RegistryError.conflict(code: "card-transition", detail: "a \(card.status.rawValue) card cannot be replaced")
             }
@@ -240,7 +245,8 @@ public struct HealthCardService: Sendable {
         let id = try ResidentRegistry.residentID(text)
         return try await client.transaction(logger: logger) { connection in
             let resident = try await registry.load(id, on: connection)
-            try registry.authorizeRead(principal, resident, identifiers: try await registry.identifiers(of: resident.mergedInto ?? id, on: connection))
+            try registry.authorizeRead(
+                principal, resident, identifiers: try await registry.identifiers(of: resident.mergedInto ?? id, on: connection))
             let rows = try await connection.query(
                 "SELECT \(unescaped: Self.columns) FROM registry.health_cards WHERE resident_id = \(id) ORDER BY created_at DESC, card_number",
                 logger: logger)
@@ -258,7 +264,8 @@ public struct HealthCardService: Sendable {
         try principal.require(scope: "registry.read")
         let number = try Self.normalize(raw)
         let statement = VerifyCard(
-            cardNumber: number, facility: principal.facility, actor: principal.clientID, role: principal.role.rawValue, requestID: requestID)
+            cardNumber: number, facility: principal.facility, actor: principal.clientID, role: principal.role.rawValue, requestID: requestID
+        )
         var found: VerifyCard.Row?
         for try await row in try await client.execute(statement, logger: logger) { found = row }
         guard let row = found else {
@@ -290,7 +297,9 @@ public struct HealthCardService: Sendable {
         return try Self.card(from: row)
     }
 
-    func setStatus(_ number: String, _ status: HealthCard.Status, reason: String?, on connection: PostgresConnection) async throws -> HealthCard {
+    func setStatus(_ number: String, _ status: HealthCard.Status, reason: String?, on connection: PostgresConnection) async throws
+        -> HealthCard
+    {
         let reason = reason.map { String($0.prefix(200)) }
         let rows = try await connection.query(
             """
@@ -301,11 +310,15 @@ public struct HealthCardService: Sendable {
         return try Self.card(from: rows[0])
     }
 
-    func record(_ principal: Principal, _ action: String, _ number: String, _ resident: StoredResident, requestID: String?, on connection: PostgresConnection)
+    func record(
+        _ principal: Principal, _ action: String, _ number: String, _ resident: StoredResident, requestID: String?,
+        on connection: PostgresConnection
+    )
         async throws
     {
         try await EventRow.insert(
-            [EventRow(resident_id: resident.id, kind: action, actor: principal.clientID, detail: ["card": number])], on: connection, logger: logger)
+            [EventRow(resident_id: resident.id, kind: action, actor: principal.clientID, detail: ["card": number])], on: connection,
+            logger: logger)
         try await AuditTrail.append(
             AuditEvent(
                 principal: principal, action: action, resource: "card/\(number)", residentPseudonym: resident.pseudonym,

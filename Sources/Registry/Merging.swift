@@ -69,7 +69,8 @@ public struct MergeService: Sendable {
         let merged = pair[mergedID]!
         for resident in [survivor, merged] where resident.status != "active" {
             throw RegistryError.conflict(
-                code: "resident-merged", detail: "resident \(resident.id.lowercased) is already merged into \(resident.mergedInto!.lowercased)")
+                code: "resident-merged",
+                detail: "resident \(resident.id.lowercased) is already merged into \(resident.mergedInto!.lowercased)")
         }
         let identifiers = try await connection.query(
             "UPDATE registry.identifiers SET resident_id = \(survivorID) WHERE resident_id = \(mergedID) RETURNING facility, local_id",
@@ -77,9 +78,10 @@ public struct MergeService: Sendable {
         var moved: [String] = []
         for try await (facility, localId) in identifiers.decode((String, String).self) { moved.append(facility + "/" + localId) }
 
-        let survivorHasActive = !(try await connection.query(
-            "SELECT 1 FROM registry.health_cards WHERE resident_id = \(survivorID) AND status = 'active'", logger: logger
-        ).collect().isEmpty)
+        let survivorHasActive =
+            !(try await connection.query(
+                "SELECT 1 FROM registry.health_cards WHERE resident_id = \(survivorID) AND status = 'active'", logger: logger
+            ).collect().isEmpty)
         let cardRows = try await connection.query(
             "SELECT card_number, status FROM registry.health_cards WHERE resident_id = \(mergedID) FOR UPDATE", logger: logger)
         var cards: [MovedCard] = []
@@ -188,7 +190,8 @@ public struct MergeService: Sendable {
                 "UPDATE registry.merges SET undone_by = \(principal.clientID), undone_at = now() WHERE id = \(mergeID)", logger: logger)
             try await EventRow.insert(
                 [
-                    EventRow(resident_id: survivorID, kind: "unmerge-survivor", actor: principal.clientID, detail: ["merge": String(mergeID)]),
+                    EventRow(
+                        resident_id: survivorID, kind: "unmerge-survivor", actor: principal.clientID, detail: ["merge": String(mergeID)]),
                     EventRow(resident_id: mergedID, kind: "unmerged", actor: principal.clientID, detail: ["merge": String(mergeID)]),
                 ], on: connection, logger: logger)
             try await AuditTrail.append(
@@ -253,7 +256,9 @@ public struct MergeService: Sendable {
             ).collect()
             guard let row = rows.first else { throw RegistryError.notFound("review \(id)") }
             let (status, residentID, candidateID) = try row.decode((String, UUID, UUID).self)
-            guard status == "open" else { throw RegistryError.conflict(code: "review-resolved", detail: "review \(id) is already resolved") }
+            guard status == "open" else {
+                throw RegistryError.conflict(code: "review-resolved", detail: "review \(id) is already resolved")
+            }
             if decision == "same" {
                 _ = try await merge(candidateID, residentID, by: principal, requestID: requestID, on: connection)
             }
@@ -265,7 +270,8 @@ public struct MergeService: Sendable {
             let resident = try await registry.load(residentID, on: connection)
             let candidate = try await registry.load(candidateID, on: connection)
             try await AuditTrail.append(
-                registry.auditEvent(principal, "resident.review.\(decision)", resident, requestID: requestID), on: connection, logger: logger)
+                registry.auditEvent(principal, "resident.review.\(decision)", resident, requestID: requestID), on: connection,
+                logger: logger)
             let (score, evidence, facility) = try await connection.query(
                 "SELECT score, evidence, facility FROM registry.match_reviews WHERE id = \(id)", logger: logger
             ).collect()[0].decode((Double, [String], String?).self)

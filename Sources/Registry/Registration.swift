@@ -139,7 +139,10 @@ struct Registrar: Sendable {
                         binds.append(candidateIDs)
                         return binds
                     }()), logger: logger)
-            for try await row in rows { let resident = try codec.decode(row); residents[resident.id] = resident }
+            for try await row in rows {
+                let resident = try codec.decode(row)
+                residents[resident.id] = resident
+            }
         }
         if !pairs.isEmpty {
             // A concurrent batch may have linked the same facility id while we waited for the locks.
@@ -201,7 +204,8 @@ struct Registrar: Sendable {
                     newByKey[key, default: []].append(residentID)
                     matchKeys.append(MatchKeyRow(key: key, resident_id: residentID))
                 }
-                events.append(EventRow(resident_id: residentID, kind: "created", actor: actor.clientID, detail: ["source": registration.source]))
+                events.append(
+                    EventRow(resident_id: residentID, kind: "created", actor: actor.clientID, detail: ["source": registration.source]))
                 let doubtful = scored.filter { $0.score.decision == .review }.prefix(3)
                 for candidate in doubtful {
                     reviews.append(
@@ -218,7 +222,8 @@ struct Registrar: Sendable {
                         evidence: doubtful.first!.score.evidence, reviewIds: [])
             }
             if let facility = registration.facility, let localId = registration.localId, let pairKey {
-                identifiers.append(IdentifierRow(facility: facility, local_id: localId, resident_id: residentID, source: registration.source))
+                identifiers.append(
+                    IdentifierRow(facility: facility, local_id: localId, resident_id: residentID, source: registration.source))
                 claimed[pairKey] = residentID
             }
             audits.append(

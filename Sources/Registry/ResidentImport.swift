@@ -82,7 +82,9 @@ public struct ResidentImport: Sendable {
         for (position, name) in columns.enumerated() where Self.known.contains(name) && index[name] == nil { index[name] = position }
         let missing = Self.required.filter { index[$0] == nil }
         guard missing.isEmpty else {
-            throw Failure(description: "the header lacks column(s) \(missing.joined(separator: ", ")); it needs \(Self.known.joined(separator: ", "))")
+            throw Failure(
+                description: "the header lacks column(s) \(missing.joined(separator: ", ")); it needs \(Self.known.joined(separator: ", "))"
+            )
         }
 
         let principal = Principal(clientID: "cli:import", role: .admin)
@@ -161,7 +163,8 @@ public struct ResidentImport: Sendable {
         let facility = value("facility") ?? ""
         let localId = value("local_id") ?? ""
         guard fields.count == columns else {
-            return .refused(line: line, facility: facility, localId: localId, reason: "has \(fields.count) fields; the header has \(columns)")
+            return .refused(
+                line: line, facility: facility, localId: localId, reason: "has \(fields.count) fields; the header has \(columns)")
         }
         guard !facility.isEmpty else { return .refused(line: line, facility: facility, localId: localId, reason: "facility: is required") }
         guard !localId.isEmpty, localId.count <= 64, !localId.contains(where: \.isControl) else {
@@ -172,7 +175,9 @@ public struct ResidentImport: Sendable {
             idNumber: value("id_number"), phone: value("phone"), division: value("division"))
         do {
             let record = try ResidentValidation.validate(draft, today: today)
-            return .row(line: line, localId: localId, registration: Registration(facility: facility, localId: localId, record: record, source: "import"))
+            return .row(
+                line: line, localId: localId,
+                registration: Registration(facility: facility, localId: localId, record: record, source: "import"))
         } catch {
             let reason = "\(error)".replacingOccurrences(of: "document.number", with: "id_number")
                 .replacingOccurrences(of: "birthDate", with: "birth_date")

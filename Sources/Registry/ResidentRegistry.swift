@@ -115,7 +115,8 @@ public struct ResidentRegistry: Sendable {
                 }
                 let id = UUID(uuidString: outcome.residentId!)!
                 let resident = try await load(id, on: connection)
-                return RegistrationResult(resident: resident.view(identifiers: try await identifiers(of: id, on: connection)), match: outcome)
+                return RegistrationResult(
+                    resident: resident.view(identifiers: try await identifiers(of: id, on: connection)), match: outcome)
             }
         }
     }
@@ -198,7 +199,9 @@ public struct ResidentRegistry: Sendable {
         try principal.require(.his, .clinician, .admin, action: "search residents")
         try principal.require(scope: "registry.read")
         let name = ResidentValidation.nonEmpty(query.name)
-        let phone = try ResidentValidation.nonEmpty(query.phone).map { t throws(RegistryError) in try ResidentValidation.phone(t, field: "phone") }
+        let phone = try ResidentValidation.nonEmpty(query.phone).map { t throws(RegistryError) in
+            try ResidentValidation.phone(t, field: "phone")
+        }
         var documentHash: String?
         var probe = ResidentDraft(name: name ?? "?")
         if let number = ResidentValidation.nonEmpty(query.idNumber) {
@@ -214,7 +217,9 @@ public struct ResidentRegistry: Sendable {
             try ResidentValidation.date(t, field: "birthDate", today: 99_991_231)
         }
         let sex = try ResidentValidation.nonEmpty(query.sex).map { t throws(RegistryError) in
-            guard let sex = Sex(text: t) else { throw RegistryError.invalid(field: "sex", reason: "must be male, female, unknown or unspecified") }
+            guard let sex = Sex(text: t) else {
+                throw RegistryError.invalid(field: "sex", reason: "must be male, female, unknown or unspecified")
+            }
             return sex
         }
         let division = ResidentValidation.nonEmpty(query.division)
@@ -292,7 +297,9 @@ public struct ResidentRegistry: Sendable {
 
     // MARK: Changes
 
-    public func update(id text: String, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int = ChinaDate.today())
+    public func update(
+        id text: String, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int = ChinaDate.today()
+    )
         async throws -> Resident
     {
         let id = try Self.residentID(text)
@@ -340,7 +347,8 @@ public struct ResidentRegistry: Sendable {
     }
 
     /// Links a facility's patient id to a resident the caller can already see.
-    public func link(id text: String, identifier: FacilityIdentifier, by principal: Principal, requestID: String?) async throws -> Resident {
+    public func link(id text: String, identifier: FacilityIdentifier, by principal: Principal, requestID: String?) async throws -> Resident
+    {
         let id = try Self.residentID(text)
         switch principal.role {
         case .his:
@@ -372,7 +380,8 @@ public struct ResidentRegistry: Sendable {
             ).collect()
             let owner = try rows.first!.decode(UUID.self)
             guard owner == id else {
-                throw RegistryError.conflict(code: "identifier-taken", detail: "identifier \(identifier.facility)/\(localId) belongs to another resident")
+                throw RegistryError.conflict(
+                    code: "identifier-taken", detail: "identifier \(identifier.facility)/\(localId) belongs to another resident")
             }
             try await EventRow.insert(
                 [EventRow(resident_id: id, kind: "linked", actor: principal.clientID, detail: ["facility": identifier.facility])],
@@ -404,7 +413,8 @@ public struct ResidentRegistry: Sendable {
         }
     }
 
-    func authorizeWrite(_ principal: Principal, _ resident: StoredResident, identifiers: [FacilityIdentifier], patch: ResidentPatch) throws {
+    func authorizeWrite(_ principal: Principal, _ resident: StoredResident, identifiers: [FacilityIdentifier], patch: ResidentPatch) throws
+    {
         switch principal.role {
         case .admin:
             try principal.require(scope: "registry.admin")
@@ -415,7 +425,9 @@ public struct ResidentRegistry: Sendable {
             }
         case .patient:
             try principal.require(scope: "self.write")
-            guard principal.resident == resident.id.lowercased else { throw AccessError.forbidden("a patient may change only their own record") }
+            guard principal.resident == resident.id.lowercased else {
+                throw AccessError.forbidden("a patient may change only their own record")
+            }
             let identity =
                 patch.name != nil || patch.sex != nil || patch.birthDate != nil || patch.document != nil || patch.idNumber != nil
                 || patch.deceased != nil || patch.deceasedDate != nil || patch.ethnicity != nil

@@ -5,7 +5,10 @@ import NameMatching
 
 /// GB/T 2261.1 sex codes.
 public enum Sex: Int, Sendable, Codable, CaseIterable {
-    case unknown = 0, male = 1, female = 2, unspecified = 9
+    case unknown = 0
+    case male = 1
+    case female = 2
+    case unspecified = 9
 
     public var name: String {
         switch self {
@@ -195,7 +198,9 @@ public enum ResidentValidation {
             division: nil, address: nil, deceased: draft.deceased ?? false)
         record.namePinyin = ChineseName(record.name).pinyinKey
         if let text = nonEmpty(draft.sex) {
-            guard let sex = Sex(text: text) else { throw .invalid(field: "sex", reason: "must be male, female, unknown or unspecified (or 1, 2, 0, 9)") }
+            guard let sex = Sex(text: text) else {
+                throw .invalid(field: "sex", reason: "must be male, female, unknown or unspecified (or 1, 2, 0, 9)")
+            }
             record.sex = sex
         }
         if let text = nonEmpty(draft.birthDate) { record.birthDate = try date(text, field: "birthDate", today: today) }
@@ -231,10 +236,14 @@ public enum ResidentValidation {
             record.namePinyin = ChineseName(record.name).pinyinKey
         }
         if let text = patch.sex {
-            guard let sex = Sex(text: text) else { throw .invalid(field: "sex", reason: "must be male, female, unknown or unspecified (or 1, 2, 0, 9)") }
+            guard let sex = Sex(text: text) else {
+                throw .invalid(field: "sex", reason: "must be male, female, unknown or unspecified (or 1, 2, 0, 9)")
+            }
             record.sex = sex
         }
-        if let text = patch.birthDate { record.birthDate = try nonEmpty(text).map { t throws(RegistryError) in try date(t, field: "birthDate", today: today) } }
+        if let text = patch.birthDate {
+            record.birthDate = try nonEmpty(text).map { t throws(RegistryError) in try date(t, field: "birthDate", today: today) }
+        }
         if let input = try documentInput(patch.document, idNumber: patch.idNumber) {
             try apply(document: input, to: &record, today: today)
         } else if let document = record.document, document.type == .residentID, patch.birthDate != nil || patch.sex != nil {
@@ -373,10 +382,12 @@ public enum ResidentValidation {
             let chars = Substring(number)
             switch type {
             case .passport: ok = (5...17).contains(number.count) && number.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
-            case .hkMacaoPermit: ok = (number.first == "H" || number.first == "M") && [9, 11].contains(number.count) && digits(chars.dropFirst())
+            case .hkMacaoPermit:
+                ok = (number.first == "H" || number.first == "M") && [9, 11].contains(number.count) && digits(chars.dropFirst())
             case .taiwanPermit: ok = [8, 10].contains(number.count) && digits(chars)
             case .foreignPermanentResidence:
-                ok = (number.count == 15 && number.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) })
+                ok =
+                    (number.count == 15 && number.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) })
                     || (number.count == 18 && number.first == "9" && digits(chars.dropLast()))
             case .birthCertificate: ok = number.count == 10 && number.first!.isASCII && number.first!.isLetter && digits(chars.dropFirst())
             case .residentID: ok = false

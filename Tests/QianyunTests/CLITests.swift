@@ -79,3 +79,59 @@ import Testing
 }
 
 import Access
+
+@Suite(needsDatabase) struct ImportTests {
+    static let keys: [String: String] = {
+        func key() -> String { Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString() }
+        return ["QIANYUN_ENCRYPTION_KEYS": "k1:\(key())", "QIANYUN_PSEUDONYM_KEY": key()]
+    }()
+
+    @Test(.enabled(if: CLITests.binary != nil, "the qianyun binary is not built"))
+    func importMatchesReportsRejectsAndARerunChangesNothing() async throws {
+        try await withTestDatabase { client, database in
+            try await client.query(
+                "INSERT INTO registry.facilities (code, name, level, division) VALUES ('H1', 'h', 'secondary', '520102')")
+            let id = residentIDNumber("520102", "19900307", 123)
+            let rows = [
+                "name,local_id,facility,sex,birth_date,id_number,phone,division,ignored",
+                "张伟,1,H1,M,1990-03-07,\(id),13800001111,520102,x",
+                "\"Zhang, Wei\",2,H1,M,1990-03-07,\(id.lowercased()),,,\"quoted \"\"field\"\"\"",
+                "王五,3,H1,M,1990-13-07,,,,",
+                "赵六,4,NOPE,F,1990-03-07,,,,",
+                "李四,5,H1,F,1985-01-01,520102198501011235,,,",
+                "short,6,H1",
+                "",
+                "陈静,7,H1,F,1985-02-03,,,520102,\"multi",
+                "line\"",
+            ]
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("import-\(UUID().uuidString).csv")
+            try Data(([("\u{FEFF}" + rows[0])] + rows.dropFirst()).joined(separator: "\r\n").utf8).write(to: file)
+            let report = file.path + ".report.csv"
+            defer {
+                try? FileManager.default.removeItem(at: file)
+                try? FileManager.default.removeItem(atPath: report)
+            }
+            let first = try CLITests.run(["import", "residents", file.path], database: database, extra: Self.keys)
+            #expect(first.status == 0, "\(first.errors)")
+            #expect(first.output.contains("7 rows"), "\(first.output)")
+            #expect(first.output.contains("2 created, 1 linked, 0 sent to review, 0 already linked, 4 rejected"), "\(first.output)")
+            let reported = try String(contentsOfFile: report, encoding: .utf8)
+            #expect(reported.contains("4,H1,3,rejected,,birth_date: is not a calendar date"))
+            #expect(reported.contains("NOPE,4,rejected"))
+            #expect(reported.contains("id_number: the check character"))
+            #expect(reported.contains("has 3 fields"))
+            #expect(!reported.contains(id))
+            let count = { try await client.query("SELECT count(*) FROM registry.residents").collect().first!.decode(Int.self) }
+            #expect(try await count() == 2)
+
+            let rerun = try CLITests.run(["import", "residents", file.path], database: database, extra: Self.keys)
+            #expect(rerun.status == 0, "\(rerun.errors)")
+            #expect(rerun.output.contains("0 created, 0 linked, 0 sent to review, 3 already linked, 4 rejected"), "\(rerun.output)")
+            #expect(try await count() == 2)
+
+            let noHeader = try CLITests.run(["import", "residents", "/nonexistent.csv"], database: database, extra: Self.keys)
+            #expect(noHeader.status != 0)
+            #expect(noHeader.errors.contains("cannot read"))
+        }
+    }
+}

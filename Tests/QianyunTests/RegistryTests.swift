@@ -17,7 +17,8 @@ extension TestApp {
     func addFacilities(_ codes: String...) async throws {
         for code in codes {
             try await postgres.query(
-                "INSERT INTO registry.facilities (code, name, level, division) VALUES (\(code), \(code + " hospital"), 'secondary', '520102')")
+                "INSERT INTO registry.facilities (code, name, level, division) VALUES (\(code), \(code + " hospital"), 'secondary', '520102')"
+            )
         }
     }
 
@@ -52,8 +53,13 @@ extension TestResponse {
             #expect((resident["document"] as? [String: Any])?["masked"] as? String == FieldProtector.mask(id))
             #expect(!String(decoding: created.body.readableBytesView, as: UTF8.self).contains(id))
             // At rest: ciphertext and a keyed hash, never the number.
-            #expect(try await app.count("SELECT count(*) FROM registry.residents WHERE position('\(id)' in encode(document_ciphertext, 'escape')) > 0") == 0)
-            #expect(try await app.count("SELECT count(*) FROM registry.residents WHERE document_hash IS NOT NULL AND document_masked = '\(FieldProtector.mask(id))'") == 1)
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM registry.residents WHERE position('\(id)' in encode(document_ciphertext, 'escape')) > 0") == 0)
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM registry.residents WHERE document_hash IS NOT NULL AND document_masked = '\(FieldProtector.mask(id))'"
+                ) == 1)
 
             let again = try await app.register(h1, body)
             #expect(again.status == .ok)
@@ -67,7 +73,9 @@ extension TestResponse {
             #expect(try await app.count("SELECT count(*) FROM registry.residents") == 1)
             #expect(try await app.count("SELECT count(*) FROM registry.identifiers") == 2)
             #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'resident.create'") == 1)
-            #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'resident.link' AND resident_pseudonym IS NOT NULL") == 1)
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM access.audit_log WHERE action = 'resident.link' AND resident_pseudonym IS NOT NULL") == 1)
         }
     }
 
@@ -136,9 +144,12 @@ extension TestResponse {
             let resolved = try await app.request(.post, "/api/v1/matching/review/\(reviewID)", token: admin, json: #"{"decision":"same"}"#)
             #expect(resolved.status == .ok)
             #expect(resolved.json["status"] as? String == "same")
-            #expect(try await app.count("SELECT count(*) FROM registry.identifiers WHERE local_id = 'T4' AND resident_id = '\(a.residentID!)'") == 1)
+            #expect(
+                try await app.count("SELECT count(*) FROM registry.identifiers WHERE local_id = 'T4' AND resident_id = '\(a.residentID!)'")
+                    == 1)
             #expect(try await app.count("SELECT count(*) FROM registry.residents WHERE status = 'merged'") == 1)
-            let twice = try await app.request(.post, "/api/v1/matching/review/\(reviewID)", token: admin, json: #"{"decision":"different"}"#)
+            let twice = try await app.request(
+                .post, "/api/v1/matching/review/\(reviewID)", token: admin, json: #"{"decision":"different"}"#)
             #expect(twice.status == .conflict)
         }
     }
@@ -174,21 +185,25 @@ extension TestResponse {
             try await app.addFacilities("H1", "H2")
             let h1 = try await app.token(role: .his, facility: "H1")
             let h2 = try await app.token(role: .his, facility: "H2")
-            let mine = try #require(try await app.register(h1, #"{"localId":"A","name":"陈静","birthDate":"1985-02-03","sex":"F"}"#).residentID)
-            let other = try #require(try await app.register(h1, #"{"localId":"B","name":"刘洋","birthDate":"1979-11-30","sex":"M"}"#).residentID)
+            let mine = try #require(
+                try await app.register(h1, #"{"localId":"A","name":"陈静","birthDate":"1985-02-03","sex":"F"}"#).residentID)
+            let other = try #require(
+                try await app.register(h1, #"{"localId":"B","name":"刘洋","birthDate":"1979-11-30","sex":"M"}"#).residentID)
             let patient = try await app.token(role: .patient, resident: mine)
             #expect(try await app.request(.get, "/api/v1/residents/\(mine)", token: patient).status == .ok)
             let denied = try await app.request(.get, "/api/v1/residents/\(other)", token: patient)
             #expect(denied.status == .forbidden)
             #expect(denied.json["type"] as? String == "urn:qianyun:problem:forbidden")
             #expect(try await app.request(.get, "/fhir/r4/Patient/\(other)", token: patient).status == .forbidden)
-            #expect(try await app.request(.patch, "/api/v1/residents/\(mine)", token: patient, json: #"{"name":"别人"}"#).status == .forbidden)
+            #expect(
+                try await app.request(.patch, "/api/v1/residents/\(mine)", token: patient, json: #"{"name":"别人"}"#).status == .forbidden)
             let phone = try await app.request(.patch, "/api/v1/residents/\(mine)", token: patient, json: #"{"phone":"13712345678"}"#)
             #expect(phone.status == .ok)
             #expect(phone.json["version"] as? Int == 2)
 
             #expect(try await app.request(.get, "/api/v1/residents/\(mine)", token: h2).status == .forbidden)
-            #expect(try await app.request(.get, "/api/v1/residents/\(mine)", token: try await app.token(role: .analyst)).status == .forbidden)
+            #expect(
+                try await app.request(.get, "/api/v1/residents/\(mine)", token: try await app.token(role: .analyst)).status == .forbidden)
             let pix = try await app.request(.get, "/api/v1/identifiers/H1/A", token: h2)
             #expect(pix.status == .ok)
             #expect(pix.json["id"] as? String == mine)
@@ -202,7 +217,8 @@ extension TestResponse {
             #expect(((ownSearch.json["items"] as? [[String: Any]])?.first?["resident"] as? [String: Any])?["id"] as? String == mine)
 
             let reads = try await app.count(
-                "SELECT count(*) FROM access.audit_log WHERE action IN ('resident.read','resident.pix','resident.update','resident.search')")
+                "SELECT count(*) FROM access.audit_log WHERE action IN ('resident.read','resident.pix','resident.update','resident.search')"
+            )
             #expect(reads >= 5)
         }
     }
@@ -217,10 +233,12 @@ extension TestResponse {
             let id = residentIDNumber("520102", "19700512", 57)
             let resident = try #require(
                 try await app.register(h1, #"{"localId":"K1","name":"孙丽","idNumber":"\#(id)","phone":"13600001234"}"#).residentID)
-            let issued = try await app.request(.post, "/api/v1/residents/\(resident)/cards", token: h1, json: #"{"cardNumber":"GZ0000000001"}"#)
+            let issued = try await app.request(
+                .post, "/api/v1/residents/\(resident)/cards", token: h1, json: #"{"cardNumber":"GZ0000000001"}"#)
             #expect(issued.status == .created)
             #expect(issued.json["status"] as? String == "active")
-            let second = try await app.request(.post, "/api/v1/residents/\(resident)/cards", token: h1, json: #"{"cardNumber":"GZ0000000002"}"#)
+            let second = try await app.request(
+                .post, "/api/v1/residents/\(resident)/cards", token: h1, json: #"{"cardNumber":"GZ0000000002"}"#)
             #expect(second.status == .conflict)
             #expect(second.json["type"] as? String == "urn:qianyun:problem:card-already-active")
 
@@ -236,14 +254,20 @@ extension TestResponse {
             let own = try await app.request(.post, "/api/v1/cards/GZ0000000001/verify", token: h1)
             #expect((own.json["resident"] as? [String: Any])?["localId"] as? String == "K1")
 
-            let lost = try await app.request(.post, "/api/v1/cards/GZ0000000001/status", token: h1, json: #"{"status":"suspended","reason":"lost"}"#)
+            let lost = try await app.request(
+                .post, "/api/v1/cards/GZ0000000001/status", token: h1, json: #"{"status":"suspended","reason":"lost"}"#)
             #expect(lost.status == .ok)
-            #expect(try await app.request(.post, "/api/v1/cards/GZ0000000001/verify", token: h2).json["type"] as? String == "urn:qianyun:problem:card-lost")
-            let replacement = try await app.request(.post, "/api/v1/cards/GZ0000000001/replace", token: h1, json: #"{"cardNumber":"GZ0000000003"}"#)
+            #expect(
+                try await app.request(.post, "/api/v1/cards/GZ0000000001/verify", token: h2).json["type"] as? String
+                    == "urn:qianyun:problem:card-lost")
+            let replacement = try await app.request(
+                .post, "/api/v1/cards/GZ0000000001/replace", token: h1, json: #"{"cardNumber":"GZ0000000003"}"#)
             #expect(replacement.status == .created)
             #expect(replacement.json["replaces"] as? String == "GZ0000000001")
             #expect(replacement.json["status"] as? String == "active")
-            #expect(try await app.request(.post, "/api/v1/cards/GZ0000000001/verify", token: h2).json["type"] as? String == "urn:qianyun:problem:card-replaced")
+            #expect(
+                try await app.request(.post, "/api/v1/cards/GZ0000000001/verify", token: h2).json["type"] as? String
+                    == "urn:qianyun:problem:card-replaced")
             #expect(try await app.request(.post, "/api/v1/cards/GZ0000000003/verify", token: h2).status == .ok)
             let reactivate = try await app.request(.post, "/api/v1/cards/GZ0000000001/status", token: h1, json: #"{"status":"active"}"#)
             #expect(reactivate.status == .conflict)
@@ -255,14 +279,20 @@ extension TestResponse {
             #expect(unknown.json["type"] as? String == "urn:qianyun:problem:card-unknown")
             #expect(try await app.request(.post, "/api/v1/cards/%3Cx%3E/verify", token: h2).status == .unprocessableContent)
 
-            #expect(try await app.request(.patch, "/api/v1/residents/\(resident)", token: h1, json: #"{"deceasedDate":"2026-01-02"}"#).status == .ok)
+            #expect(
+                try await app.request(.patch, "/api/v1/residents/\(resident)", token: h1, json: #"{"deceasedDate":"2026-01-02"}"#).status
+                    == .ok)
             #expect(
                 try await app.request(.post, "/api/v1/cards/GZ0000000003/verify", token: h2).json["type"] as? String
                     == "urn:qianyun:problem:resident-deceased")
             let revoked = try await app.request(.post, "/api/v1/cards/GZ0000000003/status", token: h1, json: #"{"status":"revoked"}"#)
             #expect(revoked.status == .ok)
-            #expect(try await app.request(.post, "/api/v1/cards/GZ0000000003/verify", token: h2).json["type"] as? String == "urn:qianyun:problem:card-revoked")
-            #expect(try await app.request(.post, "/api/v1/cards/GZ0000000003/verify", token: try await app.token(role: .analyst)).status == .forbidden)
+            #expect(
+                try await app.request(.post, "/api/v1/cards/GZ0000000003/verify", token: h2).json["type"] as? String
+                    == "urn:qianyun:problem:card-revoked")
+            #expect(
+                try await app.request(.post, "/api/v1/cards/GZ0000000003/verify", token: try await app.token(role: .analyst)).status
+                    == .forbidden)
             #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'card.verify'") == 8)
             #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'card.verify' AND detail = 'unknown'") == 1)
         }
@@ -278,9 +308,15 @@ extension TestResponse {
             let admin = try await app.token(role: .admin)
             let a = try #require(try await app.register(h1, #"{"localId":"M1","name":"周杰","birthDate":"1988-08-08","sex":"M"}"#).residentID)
             let b = try #require(try await app.register(h2, #"{"localId":"M2","name":"吴芳","birthDate":"1992-01-01","sex":"F"}"#).residentID)
-            #expect(try await app.request(.post, "/api/v1/residents/\(a)/cards", token: h1, json: #"{"cardNumber":"CARDA00001"}"#).status == .created)
-            #expect(try await app.request(.post, "/api/v1/residents/\(b)/cards", token: h2, json: #"{"cardNumber":"CARDB00001"}"#).status == .created)
-            #expect(try await app.request(.post, "/api/v1/residents/\(a)/merge", token: h1, json: #"{"mergedId":"\#(b)"}"#).status == .forbidden)
+            #expect(
+                try await app.request(.post, "/api/v1/residents/\(a)/cards", token: h1, json: #"{"cardNumber":"CARDA00001"}"#).status
+                    == .created)
+            #expect(
+                try await app.request(.post, "/api/v1/residents/\(b)/cards", token: h2, json: #"{"cardNumber":"CARDB00001"}"#).status
+                    == .created)
+            #expect(
+                try await app.request(.post, "/api/v1/residents/\(a)/merge", token: h1, json: #"{"mergedId":"\#(b)"}"#).status == .forbidden
+            )
 
             let merged = try await app.request(.post, "/api/v1/residents/\(a)/merge", token: admin, json: #"{"mergedId":"\#(b)"}"#)
             #expect(merged.status == .ok)
@@ -293,7 +329,9 @@ extension TestResponse {
             #expect(old.json["mergedInto"] as? String == a)
             let fhir = try await app.request(.get, "/fhir/r4/Patient/\(b)", token: admin)
             #expect(fhir.json["active"] as? Bool == false)
-            #expect(try await app.request(.post, "/api/v1/residents/\(a)/merge", token: admin, json: #"{"mergedId":"\#(b)"}"#).status == .conflict)
+            #expect(
+                try await app.request(.post, "/api/v1/residents/\(a)/merge", token: admin, json: #"{"mergedId":"\#(b)"}"#).status
+                    == .conflict)
 
             let unmerged = try await app.request(.post, "/api/v1/residents/\(b)/unmerge", token: admin)
             #expect(unmerged.status == .ok)

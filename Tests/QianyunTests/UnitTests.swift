@@ -249,3 +249,35 @@ import Testing
         #expect(try PageRequest(limit: "10", cursor: cursor) == PageRequest(limit: 10, after: "5201020001"))
     }
 }
+
+@Suite struct CSVReaderTests {
+    func records(_ text: String, chunk: Int) throws -> [[String]] {
+        var bytes = Array(text.utf8)[...]
+        var reader = CSVReader(chunks: {
+            guard !bytes.isEmpty else { return nil }
+            defer { bytes = bytes.dropFirst(chunk) }
+            return Array(bytes.prefix(chunk))
+        })
+        var result: [[String]] = []
+        while let record = try reader.record() { result.append(record.fields) }
+        return result
+    }
+
+    @Test func quotedFieldsLineBreaksAndChunkBoundaries() throws {
+        let text = "\u{FEFF}a,b,c\r\n\"x,1\",\"say \"\"hi\"\"\",\"two\nlines\"\n,,\n末,尾,\"\""
+        let expected = [["a", "b", "c"], ["x,1", "say \"hi\"", "two\nlines"], ["", "", ""], ["末", "尾", ""]]
+        for chunk in [1, 2, 3, 7, 1000] { #expect(try records(text, chunk: chunk) == expected, "chunk \(chunk)") }
+    }
+
+    @Test func brokenInputIsATypedError() throws {
+        #expect(throws: CSVReader.Failure.unterminatedQuote(line: 2)) { try records("a\n\"open,b\nc", chunk: 4) }
+        var invalid = Array("a,b\n".utf8)
+        invalid.append(contentsOf: [0xFF, 0xFE, 0x0A])
+        var reader = CSVReader(chunks: {
+            defer { invalid = [] }
+            return invalid.isEmpty ? nil : invalid
+        })
+        _ = try reader.record()
+        #expect(throws: CSVReader.Failure.notUTF8(line: 2)) { try reader.record() }
+    }
+}
