@@ -235,35 +235,19 @@ struct Registrar: Sendable {
             outcomes[index] = outcome
         }
 
-        if !newResidents.isEmpty {
-            try await connection.query(
-                PostgresQuery(
-                    unsafeSQL: """
-                        INSERT INTO registry.residents (id, name, name_pinyin, sex, birth_date, ethnicity, document_type,
-                            document_ciphertext, document_key_id, document_hash, document_masked, phone, division, address,
-                            guardian_id, guardian_name, guardian_relation, guardian_phone, deceased, deceased_date, registered_by, pseudonym)
-                        SELECT id, name, name_pinyin, sex, birth_date, ethnicity, document_type, decode(document_ciphertext, 'hex'),
-                            document_key_id, document_hash, document_masked, phone, division, address, guardian_id, guardian_name,
-                            guardian_relation, guardian_phone, deceased, deceased_date, registered_by, pseudonym
-                        FROM jsonb_to_recordset($1::jsonb) AS \(ResidentRow.recordType)
-                        """,
-                    binds: try jsonBinds(newResidents)), logger: logger)
+        // COPY for the bulk of a batch: residents, their blocking keys, the facility ids.
+        try await connection.copyRows(
+            schema: "registry", table: "residents", columns: ResidentRow.copyColumns, rows: newResidents.map(\.copyValues), logger: logger)
+        var seenKeys = Set<String>()
+        let keyCopy: [[String?]] = matchKeys.compactMap { row in
+            let text = "\(row.key)"
+            return seenKeys.insert(text + row.resident_id.uuidString).inserted ? [text, row.resident_id.lowercased] : nil
         }
-        if !matchKeys.isEmpty {
-            try await connection.query(
-                """
-                INSERT INTO registry.match_keys (key, resident_id)
-                SELECT * FROM unnest(\(matchKeys.map(\.key))::int8[], \(matchKeys.map(\.resident_id))::uuid[]) ON CONFLICT DO NOTHING
-                """, logger: logger)
-        }
-        if !identifiers.isEmpty {
-            try await connection.query(
-                """
-                INSERT INTO registry.identifiers (facility, local_id, resident_id, source)
-                SELECT * FROM unnest(\(identifiers.map(\.facility))::text[], \(identifiers.map(\.local_id))::text[],
-                    \(identifiers.map(\.resident_id))::uuid[], \(identifiers.map(\.source))::text[])
-                """, logger: logger)
-        }
+        try await connection.copyRows(
+            schema: "registry", table: "match_keys", columns: ["key", "resident_id"], rows: keyCopy, logger: logger)
+        try await connection.copyRows(
+            schema: "registry", table: "identifiers", columns: ["facility", "local_id", "resident_id", "source"],
+            rows: identifiers.map { [$0.facility, $0.local_id, $0.resident_id.lowercased, $0.source] }, logger: logger)
         if !reviews.isEmpty {
             let rows = try await connection.query(
                 PostgresQuery(

@@ -178,6 +178,21 @@ struct ResidentRow: Encodable {
     var registered_by: String?
     var pseudonym: String
 
+    static let copyColumns = [
+        "id", "name", "name_pinyin", "sex", "birth_date", "ethnicity", "document_type", "document_ciphertext", "document_key_id",
+        "document_hash", "document_masked", "phone", "division", "address", "guardian_id", "guardian_name", "guardian_relation",
+        "guardian_phone", "deceased", "deceased_date", "registered_by", "pseudonym",
+    ]
+
+    /// The row in `copyColumns` order, as COPY text; bytea in its `\\x` hex form.
+    var copyValues: [String?] {
+        [
+            id.lowercased, name, name_pinyin, String(sex), birth_date, ethnicity, document_type, document_ciphertext.map { "\\x" + $0 },
+            document_key_id, document_hash, document_masked, phone, division, address, guardian_id?.lowercased, guardian_name,
+            guardian_relation, guardian_phone, deceased ? "t" : "f", deceased_date, registered_by, pseudonym,
+        ]
+    }
+
     static let recordType = """
         x(id uuid, name text, name_pinyin text, sex smallint, birth_date date, ethnicity text, document_type text,
           document_ciphertext text, document_key_id text, document_hash text, document_masked text, phone text, division text,
