@@ -85,3 +85,13 @@ qy_psql() {
 
 qy_random_base64() { head -c 32 /dev/urandom | base64 | tr -d '\n'; }
 qy_random_password() { head -c 24 /dev/urandom | base64 | tr -d '\n/+='; }
+
+# qy_pip_install MODULE SPEC: installs a Python peer used by tests and benchmarks when missing
+# (pip refuses system-wide installs on Debian without the flag; a user install needs no root).
+qy_pip_install() {
+    python3 -c "import $1" 2>/dev/null && return 0
+    if ! python3 -m pip --version >/dev/null 2>&1; then qy_install_packages python3-pip; fi
+    python3 -m pip install -q "$2" 2>/dev/null \
+        || python3 -m pip install -q --user --break-system-packages "$2" \
+        || { echo "could not install $2 with pip" >&2; return 1; }
+}
