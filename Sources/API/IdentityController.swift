@@ -2,6 +2,7 @@ import Access
 import Foundation
 import Hummingbird
 import IdentityNumbers
+import Registry
 
 /// `GET /api/v1/id-numbers/{number}/check`: the registration desk's check of a resident ID
 /// number before anyone is registered. It reads no resident data, so it leaves no audit row; the
@@ -36,20 +37,12 @@ public struct IdentityController: Sendable {
         guard number.unicodeScalars.count <= 64 else {
             throw Problem(.badRequest, code: "bad-identity-number", title: "Not an identity number", detail: "the value is far too long")
         }
-        let verdict = ResidentIDNumber.check(number, today: Self.todayInChina())
+        let verdict = ResidentIDNumber.check(number, today: ChinaDate.today())
         return JSONBody(
             Check(
                 valid: verdict.valid, normalized: verdict.normalized, masked: verdict.normalized.map(FieldProtector.mask),
                 birthDate: verdict.birthDate, sex: verdict.sex?.rawValue, sexCode: verdict.sex?.code, division: verdict.division,
                 province: verdict.province, upgradedFrom15Digits: verdict.upgradedFrom15Digits, problems: verdict.problems),
             headers: [.cacheControl: "no-store"])
-    }
-
-    /// Today as `YYYYMMDD` in China Standard Time (UTC+8, no daylight saving).
-    static func todayInChina(now: Date = Date()) -> Int {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(secondsFromGMT: 8 * 3600)!
-        let parts = calendar.dateComponents([.year, .month, .day], from: now)
-        return parts.year! * 10000 + parts.month! * 100 + parts.day!
     }
 }
