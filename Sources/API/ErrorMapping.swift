@@ -72,6 +72,7 @@ extension Problem {
         "card-already-active": "Resident already has an active card", "card-transition": "Card status change not allowed",
         "resident-merged": "Resident merged", "identifier-taken": "Identifier belongs to another resident",
         "not-merged": "Resident not merged", "review-resolved": "Review already resolved",
+        "identity-number-conflict": "Identity number registered to another resident",
     ]
 
     static func from(_ error: AccessError) -> Problem {

@@ -157,6 +157,9 @@ public struct MergeService: Sendable {
             let cards = try JSONDecoder().decode([MovedCard].self, from: Data(cardsText.utf8))
             let survivor = try await registry.load(survivorID, on: connection, forUpdate: true)
             let merged = try await registry.load(mergedID, on: connection, forUpdate: true)
+            if let document = merged.record.document {
+                try await registry.requireUnheld(document, except: mergedID, on: connection)
+            }
             var restored: [String] = []
             for identifier in identifiers {
                 let parts = identifier.split(separator: "/", maxSplits: 1).map(String.init)

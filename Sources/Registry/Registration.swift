@@ -189,13 +189,21 @@ struct Registrar: Sendable {
 
             let residentID: UUID
             var outcome: RegistrationOutcome
-            if let best = scored.first, best.score.decision == .link {
+            let holder = scored.first { sameDocument(registration.record, residents[$0.id]?.record ?? newRecords[$0.id]) }
+            if let best = scored.first, best.score.decision == .link, holder == nil || holder!.id == best.id {
                 residentID = best.id
                 outcome = .init(kind: .linked, residentId: best.id.lowercased, score: best.score.weight, evidence: best.score.evidence)
                 events.append(
                     EventRow(
                         resident_id: best.id, kind: "linked", actor: actor.clientID,
                         detail: ["facility": registration.facility ?? "", "score": String(best.score.weight)]))
+            } else if let holder {
+                // The number already names someone the matcher will not link to: a second holder
+                // would split the identity, so a person decides (see the reason).
+                outcomes[index] = .init(
+                    kind: .rejected, residentId: nil, score: holder.score.weight, evidence: holder.score.evidence,
+                    reason: "identity-number-conflict: the identity number is registered to a resident whose other details differ")
+                continue
             } else {
                 residentID = UUID()
                 newResidents.append(try codec.row(id: residentID, record: registration.record, registeredBy: registration.facility))
@@ -268,6 +276,12 @@ struct Registrar: Sendable {
         try await AuditTrail.append(audits, on: connection, logger: logger)
         return outcomes.map { $0! }
     }
+}
+
+/// Both records carry the same identity document.
+func sameDocument(_ a: ResidentRecord, _ b: ResidentRecord?) -> Bool {
+    guard let x = a.document, let y = b?.document else { return false }
+    return x == y
 }
 
 struct IdentifierRow: Encodable {

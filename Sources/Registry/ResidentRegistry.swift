@@ -71,6 +71,8 @@ public struct ResidentRegistry: Sendable {
 
     // MARK: Registration
 
+    static let conflictCode = "identity-number-conflict"
+
     /// The facility a registration is made for, after checking the caller may register there.
     public static func registeringFacility(_ draft: ResidentDraft, principal: Principal) throws -> (String?, String?) {
         let localId = ResidentValidation.nonEmpty(draft.localId)
@@ -111,6 +113,12 @@ public struct ResidentRegistry: Sendable {
                     [registration], actor: principal, requestID: requestID, purpose: "registration", on: connection)[0]
                 if outcome.kind == .rejected {
                     let reason = outcome.reason ?? "rejected"
+                    if reason.hasPrefix(Self.conflictCode) {
+                        throw RegistryError.conflict(
+                            code: Self.conflictCode,
+                            detail: "the identity number is registered to a resident whose other details differ; check the number, "
+                                + "or ask an administrator to correct the registered resident")
+                    }
                     throw RegistryError.invalid(field: reason.hasPrefix("guardian") ? "guardian.residentId" : "facility", reason: reason)
                 }
                 let id = UUID(uuidString: outcome.residentId!)!
@@ -316,6 +324,9 @@ public struct ResidentRegistry: Sendable {
                 let exists = try await connection.query("SELECT 1 FROM registry.residents WHERE id = \(guardian)", logger: logger).collect()
                 guard !exists.isEmpty else { throw RegistryError.invalid(field: "guardian.residentId", reason: "names no resident") }
             }
+            if let document = updated.document, document != current.record.document {
+                try await requireUnheld(document, except: id, on: connection)
+            }
             let row = try codec.row(id: id, record: updated, registeredBy: current.registeredBy)
             try await connection.query(
                 PostgresQuery(
@@ -388,6 +399,18 @@ public struct ResidentRegistry: Sendable {
                 on: connection, logger: logger)
             try await audit(principal, "resident.link", resident, requestID: requestID, on: connection)
             return resident.view(identifiers: try await identifiers(of: id, on: connection))
+        }
+    }
+
+    /// Refuses a document another active resident already holds (invariant: one number, one resident).
+    func requireUnheld(_ document: Document, except id: UUID, on connection: PostgresConnection) async throws {
+        let hash = codec.documentHash(document)
+        let rows = try await connection.query(
+            "SELECT 1 FROM registry.residents WHERE document_hash = \(hash) AND status = 'active' AND id <> \(id)", logger: logger
+        ).collect()
+        guard rows.isEmpty else {
+            throw RegistryError.conflict(
+                code: Self.conflictCode, detail: "another resident is registered with this identity number; merge them instead")
         }
     }
 

@@ -112,6 +112,28 @@ extension TestResponse {
         }
     }
 
+    @Test func oneIdentityNumberNamesOneResident() async throws {
+        try await withTestApp { app in
+            try await app.addFacilities("H1", "H2")
+            let h1 = try await app.token(role: .his, facility: "H1")
+            let h2 = try await app.token(role: .his, facility: "H2")
+            let id = residentIDNumber("520102", "19751010", 71)
+            #expect(try await app.register(h1, #"{"localId":"U1","name":"张伟","idNumber":"\#(id)"}"#).matchKind == "created")
+            // Another name on the same number (a parent's number used for a child, a typo on the desk):
+            // refused, not a second holder of the number.
+            let other = try await app.register(h2, #"{"localId":"U2","name":"李强","idNumber":"\#(id)"}"#)
+            #expect(other.status == .conflict)
+            #expect(other.json["type"] as? String == "urn:qianyun:problem:identity-number-conflict")
+            #expect(!String(buffer: other.body).contains(id))
+            let later = try #require(try await app.register(h2, #"{"localId":"U3","name":"王芳"}"#).residentID)
+            let patch = try await app.request(.patch, "/api/v1/residents/\(later)", token: h2, json: #"{"idNumber":"\#(id)"}"#)
+            #expect(patch.status == .conflict)
+            #expect(try await app.count("SELECT count(*) FROM registry.residents") == 2)
+            #expect(try await app.count("SELECT count(*) FROM registry.residents WHERE document_hash IS NOT NULL") == 1)
+            #expect(try await app.count("SELECT count(*) FROM registry.identifiers") == 2)
+        }
+    }
+
     @Test func twinsAreNeverMergedAndAnUncertainPairGoesToReview() async throws {
         try await withTestApp { app in
             try await app.addFacilities("H1")

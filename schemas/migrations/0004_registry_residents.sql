@@ -39,7 +39,8 @@ CREATE TABLE registry.residents (
     CHECK ((status = 'merged') = (merged_into IS NOT NULL))
 );
 
-CREATE INDEX residents_document_idx ON registry.residents (document_hash) WHERE document_hash IS NOT NULL;
+-- One identity number, one resident (a merged record keeps its number for the unmerge).
+CREATE UNIQUE INDEX residents_document_idx ON registry.residents (document_hash) WHERE status = 'active';
 CREATE INDEX residents_pinyin_idx ON registry.residents (name_pinyin, birth_date);
 CREATE INDEX residents_name_idx ON registry.residents (name);
 CREATE INDEX residents_phone_idx ON registry.residents (phone) WHERE phone IS NOT NULL;
