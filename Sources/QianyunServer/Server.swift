@@ -22,6 +22,18 @@ public enum QianyunServer {
         return PostgresClient(configuration: postgres, backgroundLogger: logger)
     }
 
+    /// A second, smaller pool whose sessions commit asynchronously, for work whose only write is
+    /// the audit row of a read (card verification). Its commit does not wait for the WAL flush,
+    /// which on this hardware is most of the call's cost and all of its tail; the row is on disk
+    /// within a few wal_writer_delay rounds, and only a crash of PostgreSQL itself inside that
+    /// window can lose it. Changes to health data never use this pool.
+    public static func makeReadAuditClient(_ configuration: Configuration, logger: Logger) throws -> PostgresClient {
+        var postgres = try DatabaseURL.configuration(from: try configuration.requireDatabaseURL())
+        postgres.options.maximumConnections = max(4, configuration.databasePoolSize / 2)
+        postgres.options.additionalStartupParameters.append(("synchronous_commit", "off"))
+        return PostgresClient(configuration: postgres, backgroundLogger: logger)
+    }
+
     public static func migrations(_ configuration: Configuration) throws -> [Migration] {
         try Migration.load(directory: configuration.schemasDirectory + "/migrations")
     }
@@ -51,7 +63,8 @@ public enum QianyunServer {
             logger: logger)
         let facilities = FacilityDirectory(client: postgres, logger: logger)
         let residents = ResidentRegistry(client: postgres, protector: protector, logger: logger)
-        let cards = HealthCardService(client: postgres, registry: residents, logger: logger)
+        let readAudit = try makeReadAuditClient(configuration, logger: logger)
+        let cards = HealthCardService(client: postgres, verifier: readAudit, registry: residents, logger: logger)
         let merges = MergeService(client: postgres, registry: residents, logger: logger)
 
         let readiness: @Sendable () async -> SystemController.Readiness = {
@@ -101,7 +114,7 @@ public enum QianyunServer {
         var app = Application(
             router: router, server: server,
             configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "qianyun"),
-            services: [postgres, AuditSealer(trail: AuditTrail(client: postgres, logger: logger), logger: logger), mllp],
+            services: [postgres, readAudit, AuditSealer(trail: AuditTrail(client: postgres, logger: logger), logger: logger), mllp],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart
         app.beforeServerStarts {

@@ -70,11 +70,15 @@ public struct CardIssue: Sendable, Codable {
 /// every HIS terminal calls for every patient.
 public struct HealthCardService: Sendable {
     let client: PostgresClient
+    /// Runs verification: asynchronous commit for its audit row (see `QianyunServer.makeReadAuditClient`).
+    let verifier: PostgresClient
     let registry: ResidentRegistry
     let logger: Logger
 
-    public init(client: PostgresClient, registry: ResidentRegistry, logger: Logger) {
+    /// `verifier` defaults to `client` (every commit synchronous).
+    public init(client: PostgresClient, verifier: PostgresClient? = nil, registry: ResidentRegistry, logger: Logger) {
         self.client = client
+        self.verifier = verifier ?? client
         self.registry = registry
         self.logger = logger
     }
@@ -267,7 +271,7 @@ public struct HealthCardService: Sendable {
             cardNumber: number, facility: principal.facility, actor: principal.clientID, role: principal.role.rawValue, requestID: requestID
         )
         var found: VerifyCard.Row?
-        for try await row in try await client.execute(statement, logger: logger) { found = row }
+        for try await row in try await verifier.execute(statement, logger: logger) { found = row }
         guard let row = found else {
             throw RegistryError.conflict(code: "card-unknown", detail: "no health card has number \(number)")
         }

@@ -10,6 +10,9 @@ public struct MatchReview: Sendable, Codable, Equatable {
     public var score: Double
     public var evidence: [String]
     public var facility: String?
+    /// An identity number the registration gave that the candidate already holds: kept here
+    /// (encrypted; shown masked) instead of on a second resident.
+    public var heldDocument: Resident.DocumentView?
     /// The resident created for the registration, and the existing resident it may be.
     public var resident: Resident
     public var candidate: Resident
@@ -219,15 +222,16 @@ public struct MergeService: Sendable {
         return try await client.transaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
-                SELECT id, status, score, evidence, facility, resident_id, candidate_id, resolved_by FROM registry.match_reviews
+                SELECT id, status, score, evidence, facility, resident_id, candidate_id, resolved_by, held_document_type,
+                    held_document_masked FROM registry.match_reviews
                 WHERE status = \(status) AND id > \(after) ORDER BY id LIMIT \(page.limit + 1)
                 """, logger: logger
             ).collect()
             var reviews: [MatchReview] = []
             var audits: [AuditEvent] = []
             for row in rows {
-                let (id, status, score, evidence, facility, residentID, candidateID, resolvedBy) = try row.decode(
-                    (Int64, String, Double, [String], String?, UUID, UUID, String?).self)
+                let (id, status, score, evidence, facility, residentID, candidateID, resolvedBy, heldType, heldMasked) = try row.decode(
+                    (Int64, String, Double, [String], String?, UUID, UUID, String?, String?, String?).self)
                 let resident = try await registry.load(residentID, on: connection)
                 let candidate = try await registry.load(candidateID, on: connection)
                 if reviews.count < page.limit {
@@ -237,6 +241,7 @@ public struct MergeService: Sendable {
                 reviews.append(
                     MatchReview(
                         id: id, status: status, score: score, evidence: evidence, facility: facility,
+                        heldDocument: heldType.map { Resident.DocumentView(type: $0, masked: heldMasked ?? "") },
                         resident: resident.view(identifiers: try await registry.identifiers(of: residentID, on: connection)),
                         candidate: candidate.view(identifiers: try await registry.identifiers(of: candidateID, on: connection)),
                         resolvedBy: resolvedBy))
@@ -275,11 +280,14 @@ public struct MergeService: Sendable {
             try await AuditTrail.append(
                 registry.auditEvent(principal, "resident.review.\(decision)", resident, requestID: requestID), on: connection,
                 logger: logger)
-            let (score, evidence, facility) = try await connection.query(
-                "SELECT score, evidence, facility FROM registry.match_reviews WHERE id = \(id)", logger: logger
-            ).collect()[0].decode((Double, [String], String?).self)
+            let (score, evidence, facility, heldType, heldMasked) = try await connection.query(
+                """
+                SELECT score, evidence, facility, held_document_type, held_document_masked FROM registry.match_reviews WHERE id = \(id)
+                """, logger: logger
+            ).collect()[0].decode((Double, [String], String?, String?, String?).self)
             return MatchReview(
                 id: id, status: decision, score: score, evidence: evidence, facility: facility,
+                heldDocument: heldType.map { Resident.DocumentView(type: $0, masked: heldMasked ?? "") },
                 resident: resident.view(identifiers: try await registry.identifiers(of: residentID, on: connection)),
                 candidate: candidate.view(identifiers: try await registry.identifiers(of: candidateID, on: connection)),
                 resolvedBy: principal.clientID)

@@ -197,29 +197,34 @@ struct Registrar: Sendable {
                     EventRow(
                         resident_id: best.id, kind: "linked", actor: actor.clientID,
                         detail: ["facility": registration.facility ?? "", "score": String(best.score.weight)]))
-            } else if let holder {
-                // The number already names someone the matcher will not link to: a second holder
-                // would split the identity, so a person decides (see the reason).
-                outcomes[index] = .init(
-                    kind: .rejected, residentId: nil, score: holder.score.weight, evidence: holder.score.evidence,
-                    reason: "identity-number-conflict: the identity number is registered to a resident whose other details differ")
-                continue
             } else {
-                residentID = UUID()
-                newResidents.append(try codec.row(id: residentID, record: registration.record, registeredBy: registration.facility))
-                newRecords[residentID] = registration.record
+                residentID = UUID.timeOrdered()
+                var record = registration.record
+                var held: Document?
+                if holder != nil {
+                    // The number already names someone the matcher will not link to (a typo in the
+                    // name, or a parent's number used for a child). A second holder would split the
+                    // identity: the new resident is created without it, and the number waits on the
+                    // review with the pair, encrypted, for an admin to settle.
+                    held = record.document
+                    record.document = nil
+                }
+                newResidents.append(try codec.row(id: residentID, record: record, registeredBy: registration.facility))
+                newRecords[residentID] = record
                 for key in keys[position] {
                     newByKey[key, default: []].append(residentID)
                     matchKeys.append(MatchKeyRow(key: key, resident_id: residentID))
                 }
                 events.append(
                     EventRow(resident_id: residentID, kind: "created", actor: actor.clientID, detail: ["source": registration.source]))
-                let doubtful = scored.filter { $0.score.decision == .review }.prefix(3)
+                var doubtful = Array(scored.filter { $0.score.decision == .review }.prefix(3))
+                if let holder, !doubtful.contains(where: { $0.id == holder.id }) { doubtful.insert(holder, at: 0) }
                 for candidate in doubtful {
-                    reviews.append(
-                        ReviewRow(
-                            resident_id: residentID, candidate_id: candidate.id, score: candidate.score.weight,
-                            evidence: candidate.score.evidence, facility: registration.facility))
+                    var row = ReviewRow(
+                        resident_id: residentID, candidate_id: candidate.id, score: candidate.score.weight,
+                        evidence: candidate.score.evidence, facility: registration.facility)
+                    if let held, candidate.id == holder?.id { try row.hold(held, codec: codec) }
+                    reviews.append(row)
                     reviewOwner.append(index)
                 }
                 outcome =
@@ -227,7 +232,9 @@ struct Registrar: Sendable {
                     ? .init(kind: .created, residentId: residentID.lowercased)
                     : .init(
                         kind: .review, residentId: residentID.lowercased, score: doubtful.first!.score.weight,
-                        evidence: doubtful.first!.score.evidence, reviewIds: [])
+                        evidence: doubtful.first!.score.evidence, reviewIds: [],
+                        reason: held == nil
+                            ? nil : "identity-number-held: the number is registered to the candidate; it is kept on the review")
             }
             if let facility = registration.facility, let localId = registration.localId, let pairKey {
                 identifiers.append(
@@ -260,9 +267,13 @@ struct Registrar: Sendable {
             let rows = try await connection.query(
                 PostgresQuery(
                     unsafeSQL: """
-                        INSERT INTO registry.match_reviews (resident_id, candidate_id, score, evidence, facility)
-                        SELECT resident_id, candidate_id, score, ARRAY(SELECT jsonb_array_elements_text(evidence)), facility
-                        FROM jsonb_to_recordset($1::jsonb) AS x(resident_id uuid, candidate_id uuid, score float8, evidence jsonb, facility text)
+                        INSERT INTO registry.match_reviews (resident_id, candidate_id, score, evidence, facility, held_document_type,
+                            held_document_ciphertext, held_document_key_id, held_document_masked)
+                        SELECT resident_id, candidate_id, score, ARRAY(SELECT jsonb_array_elements_text(evidence)), facility,
+                            held_document_type, decode(held_document_ciphertext, 'hex'), held_document_key_id, held_document_masked
+                        FROM jsonb_to_recordset($1::jsonb) AS x(resident_id uuid, candidate_id uuid, score float8, evidence jsonb,
+                            facility text, held_document_type text, held_document_ciphertext text, held_document_key_id text,
+                            held_document_masked text)
                         RETURNING id, resident_id
                         """,
                     binds: try jsonBinds(reviews)), logger: logger)
@@ -302,6 +313,18 @@ struct ReviewRow: Encodable {
     let score: Double
     let evidence: [String]
     let facility: String?
+    var held_document_type: String?
+    var held_document_ciphertext: String?
+    var held_document_key_id: String?
+    var held_document_masked: String?
+
+    mutating func hold(_ document: Document, codec: ResidentCodec) throws {
+        let sealed = try codec.protector.seal(document.number, context: ResidentCodec.documentContext)
+        held_document_type = document.type.rawValue
+        held_document_ciphertext = sealed.bytes.hexString
+        held_document_key_id = sealed.keyID
+        held_document_masked = document.masked
+    }
 }
 
 /// A line of a resident's history. `detail` names fields and facilities, never demographic values.

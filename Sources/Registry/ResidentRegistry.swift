@@ -113,12 +113,6 @@ public struct ResidentRegistry: Sendable {
                     [registration], actor: principal, requestID: requestID, purpose: "registration", on: connection)[0]
                 if outcome.kind == .rejected {
                     let reason = outcome.reason ?? "rejected"
-                    if reason.hasPrefix(Self.conflictCode) {
-                        throw RegistryError.conflict(
-                            code: Self.conflictCode,
-                            detail: "the identity number is registered to a resident whose other details differ; check the number, "
-                                + "or ask an administrator to correct the registered resident")
-                    }
                     throw RegistryError.invalid(field: reason.hasPrefix("guardian") ? "guardian.residentId" : "facility", reason: reason)
                 }
                 let id = UUID(uuidString: outcome.residentId!)!
@@ -256,7 +250,7 @@ public struct ResidentRegistry: Sendable {
                     unsafeSQL: """
                         SELECT \(ResidentCodec.columns) FROM registry.residents r
                         WHERE r.status = 'active'
-                          AND ($1::text IS NULL OR r.name = $1 OR r.name_pinyin = ANY($2::text[]))
+                          AND ($1::text IS NULL OR r.name_pinyin = ANY($2::text[]))
                           AND ($3::text IS NULL OR r.document_hash = $3)
                           AND ($4::text IS NULL OR r.phone = $4)
                           AND ($5::date IS NULL OR r.birth_date = $5::date)

@@ -120,17 +120,22 @@ extension TestResponse {
             let id = residentIDNumber("520102", "19751010", 71)
             #expect(try await app.register(h1, #"{"localId":"U1","name":"张伟","idNumber":"\#(id)"}"#).matchKind == "created")
             // Another name on the same number (a parent's number used for a child, a typo on the desk):
-            // refused, not a second holder of the number.
+            // a new resident without the number, and the number held on the review of the pair.
             let other = try await app.register(h2, #"{"localId":"U2","name":"李强","idNumber":"\#(id)"}"#)
-            #expect(other.status == .conflict)
-            #expect(other.json["type"] as? String == "urn:qianyun:problem:identity-number-conflict")
+            #expect(other.status == .created)
+            #expect(other.matchKind == "review")
+            #expect((other.json["resident"] as? [String: Any])?["document"] == nil)
             #expect(!String(buffer: other.body).contains(id))
+            let queue = try await app.request(.get, "/api/v1/matching/review", token: try await app.token(role: .admin))
+            let review = try #require((queue.json["items"] as? [[String: Any]])?.first)
+            #expect((review["heldDocument"] as? [String: Any])?["masked"] as? String == FieldProtector.mask(id))
+            #expect(try await app.count("SELECT count(*) FROM registry.match_reviews WHERE held_document_ciphertext IS NOT NULL") == 1)
             let later = try #require(try await app.register(h2, #"{"localId":"U3","name":"王芳"}"#).residentID)
             let patch = try await app.request(.patch, "/api/v1/residents/\(later)", token: h2, json: #"{"idNumber":"\#(id)"}"#)
             #expect(patch.status == .conflict)
-            #expect(try await app.count("SELECT count(*) FROM registry.residents") == 2)
+            #expect(try await app.count("SELECT count(*) FROM registry.residents") == 3)
             #expect(try await app.count("SELECT count(*) FROM registry.residents WHERE document_hash IS NOT NULL") == 1)
-            #expect(try await app.count("SELECT count(*) FROM registry.identifiers") == 2)
+            #expect(try await app.count("SELECT count(*) FROM registry.identifiers") == 3)
         }
     }
 

@@ -42,7 +42,6 @@ CREATE TABLE registry.residents (
 -- One identity number, one resident (a merged record keeps its number for the unmerge).
 CREATE UNIQUE INDEX residents_document_idx ON registry.residents (document_hash) WHERE status = 'active';
 CREATE INDEX residents_pinyin_idx ON registry.residents (name_pinyin, birth_date);
-CREATE INDEX residents_name_idx ON registry.residents (name);
 CREATE INDEX residents_phone_idx ON registry.residents (phone) WHERE phone IS NOT NULL;
 CREATE INDEX residents_merged_into_idx ON registry.residents (merged_into) WHERE merged_into IS NOT NULL;
 
@@ -93,6 +92,12 @@ CREATE TABLE registry.match_reviews (
     score         double precision NOT NULL,
     evidence      text[] NOT NULL,
     facility      text,
+    -- An identity number the registration gave that the candidate already holds: kept here,
+    -- encrypted, rather than on a second resident.
+    held_document_type        text,
+    held_document_ciphertext  bytea,
+    held_document_key_id      text,
+    held_document_masked      text,
     status        text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'same', 'different')),
     resolved_by   text,
     resolved_at   timestamptz,
