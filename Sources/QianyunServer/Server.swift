@@ -23,7 +23,7 @@ public enum QianyunServer {
     }
 
     /// A second, smaller pool whose sessions commit asynchronously, for work whose only write is
-    /// the audit row of a read (card verification). Its commit does not wait for the WAL flush,
+    /// the audit row of a read (card verification) or that can be redone (sealing the audit chain). Its commit does not wait for the WAL flush,
     /// which on this hardware is most of the call's cost and all of its tail; the row is on disk
     /// within a few wal_writer_delay rounds, and only a crash of PostgreSQL itself inside that
     /// window can lose it. Changes to health data never use this pool.
@@ -114,7 +114,11 @@ public enum QianyunServer {
         var app = Application(
             router: router, server: server,
             configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "qianyun"),
-            services: [postgres, readAudit, AuditSealer(trail: AuditTrail(client: postgres, logger: logger), logger: logger), mllp],
+            services: [
+                // The sealer's commits may be asynchronous too: a sealing lost in a crash leaves its
+                // rows unsealed and the chain head where it was, and the next pass seals them again.
+                postgres, readAudit, AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
+            ],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart
         app.beforeServerStarts {

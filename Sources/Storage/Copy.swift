@@ -5,7 +5,8 @@ import PostgresNIO
 extension PostgresConnection {
     /// Bulk-loads rows with `COPY … FROM STDIN` (text format) inside the caller's transaction:
     /// one protocol exchange for the batch instead of parsing a statement per row. `nil` is NULL.
-    /// PostgresNIO quotes the table name whole, so the schema goes on the transaction's search path.
+    /// PostgresNIO quotes the table name whole, so the schema goes on the transaction's search path
+    /// (and stays there until the transaction ends: callers write schema-qualified SQL).
     public func copyRows(schema: String, table: String, columns: [String], rows: [[String?]], logger: Logger) async throws {
         guard !rows.isEmpty else { return }
         try await query(PostgresQuery(unsafeSQL: "SET LOCAL search_path TO \(schema)"), logger: logger)
@@ -33,6 +34,5 @@ extension PostgresConnection {
         try await copyFrom(table: table, columns: columns, logger: logger) { writer in
             try await writer.write(buffer)
         }
-        try await query("SET LOCAL search_path TO DEFAULT", logger: logger)
     }
 }
