@@ -126,11 +126,8 @@ public struct HealthCardService: Sendable {
         let facility = principal.role == .his ? principal.facility : ResidentValidation.nonEmpty(request.issuingFacility)
         return try await client.transaction(logger: logger) { connection in
             let resident = try await registry.load(id, on: connection, forUpdate: true)
-            try registry.authorizeWrite(
-                principal, resident, identifiers: try await registry.identifiers(of: id, on: connection), patch: .init())
-            guard resident.status == "active" else {
-                throw RegistryError.conflict(code: "resident-merged", detail: "resident was merged into \(resident.mergedInto!.lowercased)")
-            }
+            try await registry.authorizeWrite(principal, resident, on: connection)
+            try resident.requireActive()
             guard !resident.record.deceased else { throw RegistryError.conflict(code: "resident-deceased", detail: "resident is deceased") }
             let status: HealthCard.Status = request.activate ?? true ? .active : .issued
             if status == .active { try await requireNoActiveCard(id, on: connection) }
@@ -179,8 +176,7 @@ public struct HealthCardService: Sendable {
             if principal.role == .patient {
                 guard principal.resident == card.residentId else { throw AccessError.forbidden("a patient may change only their own card") }
             } else {
-                try registry.authorizeWrite(
-                    principal, resident, identifiers: try await registry.identifiers(of: residentID, on: connection), patch: .init())
+                try await registry.authorizeWrite(principal, resident, on: connection)
             }
             guard card.status.allows(next) else {
                 throw RegistryError.conflict(
@@ -206,8 +202,7 @@ public struct HealthCardService: Sendable {
             let card = try await lockCard(number, on: connection)
             let residentID = UUID(uuidString: card.residentId)!
             let resident = try await registry.load(residentID, on: connection, forUpdate: true)
-            try registry.authorizeWrite(
-                principal, resident, identifiers: try await registry.identifiers(of: residentID, on: connection), patch: .init())
+            try await registry.authorizeWrite(principal, resident, on: connection)
             guard card.status.allows(.replaced) else {
                 throw RegistryError.conflict(code: "card-transition", detail: "a \(card.status.rawValue) card cannot be replaced")
             }

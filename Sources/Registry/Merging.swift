@@ -125,16 +125,7 @@ public struct MergeService: Sendable {
             """, logger: logger
         ).collect()
         let mergeID = try rows[0].decode(Int64.self)
-        try await EventRow.insert(
-            [
-                EventRow(resident_id: survivorID, kind: "merge-survivor", actor: principal.clientID, detail: ["merge": String(mergeID)]),
-                EventRow(resident_id: mergedID, kind: "merged", actor: principal.clientID, detail: ["merge": String(mergeID)]),
-            ], on: connection, logger: logger)
-        try await AuditTrail.append(
-            [
-                registry.auditEvent(principal, "resident.merge", survivor, requestID: requestID),
-                registry.auditEvent(principal, "resident.merged", merged, requestID: requestID),
-            ], on: connection, logger: logger)
+        try await record("merge", mergeID, survivor, merged, by: principal, requestID: requestID, on: connection)
         return MergeRecord(
             id: mergeID, survivorId: survivorID.lowercased, mergedId: mergedID.lowercased, identifiersMoved: moved,
             cardsMoved: cards.map(\.card))
@@ -194,21 +185,30 @@ public struct MergeService: Sendable {
                 """, logger: logger)
             try await connection.query(
                 "UPDATE registry.merges SET undone_by = \(principal.clientID), undone_at = now() WHERE id = \(mergeID)", logger: logger)
-            try await EventRow.insert(
-                [
-                    EventRow(
-                        resident_id: survivorID, kind: "unmerge-survivor", actor: principal.clientID, detail: ["merge": String(mergeID)]),
-                    EventRow(resident_id: mergedID, kind: "unmerged", actor: principal.clientID, detail: ["merge": String(mergeID)]),
-                ], on: connection, logger: logger)
-            try await AuditTrail.append(
-                [
-                    registry.auditEvent(principal, "resident.unmerge", survivor, requestID: requestID),
-                    registry.auditEvent(principal, "resident.unmerged", merged, requestID: requestID),
-                ], on: connection, logger: logger)
+            try await record("unmerge", mergeID, survivor, merged, by: principal, requestID: requestID, on: connection)
             return MergeRecord(
                 id: mergeID, survivorId: survivorID.lowercased, mergedId: mergedID.lowercased, identifiersMoved: restored,
                 cardsMoved: restoredCards)
         }
+    }
+
+    /// The history rows (`merge-survivor`/`merged`, `unmerge-survivor`/`unmerged`) and audit rows
+    /// (`resident.merge`/`resident.merged`, …) of both residents of a merge or unmerge.
+    func record(
+        _ verb: String, _ mergeID: Int64, _ survivor: StoredResident, _ merged: StoredResident, by principal: Principal,
+        requestID: String?, on connection: PostgresConnection
+    ) async throws {
+        let detail = ["merge": String(mergeID)]
+        try await EventRow.insert(
+            [
+                EventRow(resident_id: survivor.id, kind: "\(verb)-survivor", actor: principal.clientID, detail: detail),
+                EventRow(resident_id: merged.id, kind: "\(verb)d", actor: principal.clientID, detail: detail),
+            ], on: connection, logger: logger)
+        try await AuditTrail.append(
+            [
+                registry.auditEvent(principal, "resident.\(verb)", survivor, requestID: requestID),
+                registry.auditEvent(principal, "resident.\(verb)d", merged, requestID: requestID),
+            ], on: connection, logger: logger)
     }
 
     // MARK: Review queue

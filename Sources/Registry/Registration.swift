@@ -68,21 +68,7 @@ struct Registrar: Sendable {
         var outcomes = [RegistrationOutcome?](repeating: nil, count: registrations.count)
 
         // Facility ids already linked, and repeated ids within the batch, change nothing.
-        let pairs = registrations.enumerated().compactMap { index, registration in
-            registration.facility.flatMap { facility in registration.localId.map { (index, facility, $0) } }
-        }
-        var known: [String: UUID] = [:]
-        if !pairs.isEmpty {
-            let rows = try await connection.query(
-                """
-                SELECT i.facility, i.local_id, i.resident_id FROM registry.identifiers i
-                JOIN unnest(\(pairs.map(\.1))::text[], \(pairs.map(\.2))::text[]) AS p(facility, local_id)
-                  ON i.facility = p.facility AND i.local_id = p.local_id
-                """, logger: logger)
-            for try await (facility, localId, resident) in rows.decode((String, String, UUID).self) {
-                known[facility + "\u{1F}" + localId] = resident
-            }
-        }
+        var known = try await linked(registrations.compactMap(pairKeyParts), on: connection)
         let facilities = Set(registrations.compactMap(\.facility))
         var activeFacilities: Set<String> = []
         if !facilities.isEmpty {
@@ -144,18 +130,8 @@ struct Registrar: Sendable {
                 residents[resident.id] = resident
             }
         }
-        if !pairs.isEmpty {
-            // A concurrent batch may have linked the same facility id while we waited for the locks.
-            let rows = try await connection.query(
-                """
-                SELECT i.facility, i.local_id, i.resident_id FROM registry.identifiers i
-                JOIN unnest(\(pairs.map(\.1))::text[], \(pairs.map(\.2))::text[]) AS p(facility, local_id)
-                  ON i.facility = p.facility AND i.local_id = p.local_id
-                """, logger: logger)
-            for try await (facility, localId, resident) in rows.decode((String, String, UUID).self) {
-                known[facility + "\u{1F}" + localId] = resident
-            }
-        }
+        // A concurrent batch may have linked some of the facility ids while we waited for the locks.
+        known.merge(try await linked(pending.compactMap { pairKeyParts(registrations[$0]) }, on: connection)) { $1 }
 
         var newResidents: [ResidentRow] = []
         var newByKey: [Int64: [UUID]] = [:]
@@ -293,6 +269,29 @@ struct Registrar: Sendable {
 func sameDocument(_ a: ResidentRecord, _ b: ResidentRecord?) -> Bool {
     guard let x = a.document, let y = b?.document else { return false }
     return x == y
+}
+
+/// `(facility, localId)` of a registration that carries both.
+func pairKeyParts(_ registration: Registration) -> (String, String)? {
+    registration.facility.flatMap { facility in registration.localId.map { (facility, $0) } }
+}
+
+extension Registrar {
+    /// The residents already linked to these facility ids, keyed `facility␟localId`.
+    func linked(_ pairs: [(String, String)], on connection: PostgresConnection) async throws -> [String: UUID] {
+        var known: [String: UUID] = [:]
+        guard !pairs.isEmpty else { return known }
+        let rows = try await connection.query(
+            """
+            SELECT i.facility, i.local_id, i.resident_id FROM registry.identifiers i
+            JOIN unnest(\(pairs.map(\.0))::text[], \(pairs.map(\.1))::text[]) AS p(facility, local_id)
+              ON i.facility = p.facility AND i.local_id = p.local_id
+            """, logger: logger)
+        for try await (facility, localId, resident) in rows.decode((String, String, UUID).self) {
+            known[facility + "\u{1F}" + localId] = resident
+        }
+        return known
+    }
 }
 
 struct IdentifierRow: Encodable {

@@ -309,9 +309,7 @@ public struct ResidentRegistry: Sendable {
             let current = try await load(id, on: connection, forUpdate: true)
             let identifiers = try await identifiers(of: id, on: connection)
             try authorizeWrite(principal, current, identifiers: identifiers, patch: patch)
-            guard current.status == "active" else {
-                throw RegistryError.conflict(code: "resident-merged", detail: "resident was merged into \(current.mergedInto!.lowercased)")
-            }
+            try current.requireActive()
             let updated = try ResidentValidation.apply(patch, to: current.record, today: today)
             if let guardian = updated.guardianID, guardian != current.record.guardianID {
                 guard guardian != id else { throw RegistryError.invalid(field: "guardian.residentId", reason: "cannot be the resident") }
@@ -368,9 +366,7 @@ public struct ResidentRegistry: Sendable {
         }
         return try await client.transaction(logger: logger) { connection in
             let resident = try await load(id, on: connection, forUpdate: true)
-            guard resident.status == "active" else {
-                throw RegistryError.conflict(code: "resident-merged", detail: "resident was merged into \(resident.mergedInto!.lowercased)")
-            }
+            try resident.requireActive()
             let facility = try await connection.query(
                 "SELECT 1 FROM registry.facilities WHERE code = \(identifier.facility) AND active", logger: logger
             ).collect()
@@ -428,6 +424,11 @@ public struct ResidentRegistry: Sendable {
         case .analyst:
             throw AccessError.forbidden("role analyst may not read residents")
         }
+    }
+
+    /// A change that is not a field patch (a card): the resident's own facility ids decide.
+    func authorizeWrite(_ principal: Principal, _ resident: StoredResident, on connection: PostgresConnection) async throws {
+        try authorizeWrite(principal, resident, identifiers: try await identifiers(of: resident.id, on: connection), patch: .init())
     }
 
     func authorizeWrite(_ principal: Principal, _ resident: StoredResident, identifiers: [FacilityIdentifier], patch: ResidentPatch) throws

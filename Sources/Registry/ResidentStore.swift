@@ -66,6 +66,13 @@ struct StoredResident: Sendable {
     let pseudonym: String
     let version: Int
 
+    /// Refuses changes to a resident merged into another: they belong on the survivor.
+    func requireActive() throws(RegistryError) {
+        if let survivor = mergedInto {
+            throw .conflict(code: "resident-merged", detail: "resident was merged into \(survivor.lowercased)")
+        }
+    }
+
     func view(identifiers: [FacilityIdentifier]) -> Resident {
         let guardian: Resident.Guardian? =
             record.guardianID == nil && record.guardianName == nil
