@@ -97,8 +97,10 @@ public struct AuditVerification: Sendable, Equatable {
 ///
 /// Writers append with one INSERT inside their own transaction, so a change to personal health
 /// information and its audit row commit or vanish together, and writers never wait for each
-/// other. A single sealer (the chain-head row's lock keeps it single across instances) then links
-/// committed rows in batches: chain position, previous hash, own hash. Serialising writers on the
+/// other; a trigger queues each new row in `access.audit_unsealed`. A single sealer (the
+/// chain-head row's lock keeps it single across instances) then links committed rows in batches,
+/// appending chain position, previous hash and own hash to `access.audit_chain`: the audit row
+/// itself is never updated, so auditing leaves no dead tuples behind. Serialising writers on the
 /// head instead would hold one lock across every writer's commit and cap audited work at the
 /// disk's flush rate, about 600 per second here.
 public struct AuditTrail: Sendable {
@@ -177,9 +179,9 @@ public struct AuditTrail: Sendable {
         var hashes: [String] = []
         let rows = try await connection.query(
             """
-            SELECT id, (extract(epoch FROM occurred_at) * 1000000)::bigint, actor, role, facility, action, resource,
-                   resident_pseudonym, purpose, outcome, request_id, client_address, detail
-            FROM access.audit_log WHERE chain_seq IS NULL ORDER BY id LIMIT \(limit)
+            SELECT a.id, (extract(epoch FROM a.occurred_at) * 1000000)::bigint, a.actor, a.role, a.facility, a.action, a.resource,
+                   a.resident_pseudonym, a.purpose, a.outcome, a.request_id, a.client_address, a.detail
+            FROM access.audit_unsealed u JOIN access.audit_log a ON a.id = u.id ORDER BY u.id LIMIT \(limit)
             """, logger: logger)
         for try await row in rows {
             let (id, micros, event) = try Self.decodeEvent(row)
@@ -194,10 +196,10 @@ public struct AuditTrail: Sendable {
         guard !ids.isEmpty else { return 0 }
         try await connection.query(
             """
-            UPDATE access.audit_log AS a SET chain_seq = v.seq, prev_hash = v.prev, hash = v.hash
-            FROM unnest(\(ids)::bigint[], \(sequences)::bigint[], \(previousHashes)::text[], \(hashes)::text[]) AS v(id, seq, prev, hash)
-            WHERE a.id = v.id
+            INSERT INTO access.audit_chain (seq, audit_id, prev_hash, hash)
+            SELECT * FROM unnest(\(sequences)::bigint[], \(ids)::bigint[], \(previousHashes)::text[], \(hashes)::text[])
             """, logger: logger)
+        try await connection.query("DELETE FROM access.audit_unsealed WHERE id = ANY(\(ids)::bigint[])", logger: logger)
         try await connection.query("UPDATE access.audit_head SET seq = \(sequence), hash = \(previous) WHERE id = 1", logger: logger)
         return ids.count
     }
@@ -232,15 +234,15 @@ public struct AuditTrail: Sendable {
         var checked = 0
         let rows = try await connection.query(
             """
-            SELECT id, (extract(epoch FROM occurred_at) * 1000000)::bigint, actor, role, facility, action, resource,
-                   resident_pseudonym, purpose, outcome, request_id, client_address, detail, chain_seq, prev_hash, hash
-            FROM access.audit_log WHERE chain_seq IS NOT NULL ORDER BY chain_seq
+            SELECT a.id, (extract(epoch FROM a.occurred_at) * 1000000)::bigint, a.actor, a.role, a.facility, a.action, a.resource,
+                   a.resident_pseudonym, a.purpose, a.outcome, a.request_id, a.client_address, a.detail, c.seq, c.prev_hash, c.hash,
+                   c.audit_id
+            FROM access.audit_chain c LEFT JOIN access.audit_log a ON a.id = c.audit_id ORDER BY c.seq
             """, logger: logger)
         func broken(_ sequence: Int64, _ reason: String) -> AuditVerification {
             AuditVerification(rowsChecked: checked, firstBroken: (sequence, reason))
         }
         for try await row in rows {
-            let (id, micros, event) = try Self.decodeEvent(row)
             let columns = row.makeRandomAccess()
             let sequence = try columns[13].decode(Int64.self)
             let storedPrevious = try columns[14].decode(String.self)
@@ -248,6 +250,10 @@ public struct AuditTrail: Sendable {
             if sequence != expected {
                 return broken(expected, "row \(expected) is missing (next row is \(sequence))")
             }
+            guard try columns[0].decode(Int64?.self) != nil else {
+                return broken(sequence, "audit row \(try columns[16].decode(Int64.self)) is missing from access.audit_log")
+            }
+            let (id, micros, event) = try Self.decodeEvent(row)
             if storedPrevious != previousHash {
                 return broken(sequence, "previous-hash link does not match row \(sequence - 1)")
             }
@@ -268,7 +274,7 @@ public struct AuditTrail: Sendable {
         }
         let unsealed =
             try await connection.query(
-                "SELECT count(*) FROM access.audit_log WHERE chain_seq IS NULL", logger: logger
+                "SELECT count(*) FROM access.audit_unsealed", logger: logger
             ).collect().first?.decode(Int.self) ?? 0
         return AuditVerification(rowsChecked: checked, firstBroken: nil, unsealed: unsealed)
     }

@@ -32,7 +32,7 @@ import Testing
             let result = try await trail.verify()
             #expect(result.isIntact)
             #expect(result.rowsChecked == 200)
-            let distinct = try await client.query("SELECT count(DISTINCT prev_hash) FROM access.audit_log").collect().first?.decode(
+            let distinct = try await client.query("SELECT count(DISTINCT prev_hash) FROM access.audit_chain").collect().first?.decode(
                 Int.self)
             #expect(distinct == 200, "no two rows claim the same predecessor: the chain never forked")
             #expect(result.unsealed == 0)
@@ -43,16 +43,16 @@ import Testing
         try await withTestDatabase { client, _ in
             let trail = AuditTrail(client: client, logger: TestDatabase.logger)
             try await trail.record(Self.event(1))
-            // Unsealed: only the sealer's one-time change of the chain columns is allowed.
+            // Unsealed or sealed, a row is never changed: sealing appends to the chain instead.
             await #expect(throws: PSQLError.self) { try await client.query("UPDATE access.audit_log SET actor = 'x'") }
-            await #expect(throws: PSQLError.self) {
-                try await client.query("UPDATE access.audit_log SET actor = 'x', chain_seq = 1, prev_hash = 'a', hash = 'b'")
-            }
             try await trail.seal()
             await #expect(throws: PSQLError.self) { try await client.query("UPDATE access.audit_log SET actor = 'x'") }
-            await #expect(throws: PSQLError.self) { try await client.query("UPDATE access.audit_log SET hash = repeat('f', 64)") }
             await #expect(throws: PSQLError.self) { try await client.query("DELETE FROM access.audit_log") }
             await #expect(throws: PSQLError.self) { try await client.query("TRUNCATE access.audit_log") }
+            await #expect(throws: PSQLError.self) { try await client.query("UPDATE access.audit_chain SET hash = repeat('f', 64)") }
+            await #expect(throws: PSQLError.self) { try await client.query("DELETE FROM access.audit_chain") }
+            await #expect(throws: PSQLError.self) { try await client.query("TRUNCATE access.audit_chain") }
+            #expect(try await client.query("SELECT count(*) FROM access.audit_unsealed").collect().first?.decode(Int.self) == 0)
             #expect(try await trail.verify().isIntact)
             #expect(try await trail.verify().rowsChecked == 1)
         }
@@ -84,7 +84,8 @@ import Testing
             // Someone with owner rights disables the guard and rewrites history.
             try await client.withConnection { connection in
                 try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
-                try await connection.query("UPDATE access.audit_log SET purpose = 'research' WHERE chain_seq = 4")
+                try await connection.query(
+                    "UPDATE access.audit_log SET purpose = 'research' WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 4)")
                 try await connection.query("ALTER TABLE access.audit_log ENABLE TRIGGER audit_log_append_only")
             }
             let result = try await trail.verify()
@@ -100,11 +101,15 @@ import Testing
             for n in 1...6 { try await trail.record(Self.event(n)) }
             try await trail.seal()
             try await client.withConnection { connection in
-                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
-                try await connection.query("DELETE FROM access.audit_log WHERE chain_seq = 6")
+                try await connection.query("ALTER TABLE access.audit_chain DISABLE TRIGGER audit_chain_append_only")
+                try await connection.query("DELETE FROM access.audit_chain WHERE seq = 6")
             }
             #expect(try await trail.verify().firstBroken?.sequence == 6, "a cut tail shows against the head")
-            try await client.query("DELETE FROM access.audit_log WHERE chain_seq = 3")
+            try await client.withConnection { connection in
+                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
+                try await connection.query(
+                    "DELETE FROM access.audit_log WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 3)")
+            }
             let result = try await trail.verify()
             #expect(result.firstBroken?.sequence == 3)
             #expect(result.firstBroken?.reason.contains("missing") == true)
@@ -118,8 +123,8 @@ import Testing
             try await trail.seal()
             // Recomputing one row's own hash is not enough: the next row's link breaks.
             try await client.withConnection { connection in
-                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
-                try await connection.query("UPDATE access.audit_log SET hash = repeat('f', 64) WHERE chain_seq = 2")
+                try await connection.query("ALTER TABLE access.audit_chain DISABLE TRIGGER audit_chain_append_only")
+                try await connection.query("UPDATE access.audit_chain SET hash = repeat('f', 64) WHERE seq = 2")
             }
             let result = try await trail.verify()
             #expect(result.firstBroken?.sequence == 2)

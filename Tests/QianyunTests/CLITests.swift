@@ -69,7 +69,8 @@ import Testing
             #expect(intact.output.contains("audit chain intact: 5 rows verified"))
             try await client.withConnection { connection in
                 try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
-                try await connection.query("UPDATE access.audit_log SET purpose = 'marketing' WHERE chain_seq = 3")
+                try await connection.query(
+                    "UPDATE access.audit_log SET purpose = 'marketing' WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 3)")
             }
             let broken = try Self.run(["audit", "verify"], database: database)
             #expect(broken.status == 1)

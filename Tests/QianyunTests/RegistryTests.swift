@@ -322,6 +322,15 @@ extension TestResponse {
                     == .forbidden)
             #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'card.verify'") == 8)
             #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'card.verify' AND detail = 'unknown'") == 1)
+            // Rows written by the verification statement's own CTE join the sealing queue like any other.
+            #expect(
+                try await app.count(
+                    """
+                    SELECT count(*) FROM access.audit_log a
+                    WHERE a.action = 'card.verify'
+                      AND (EXISTS (SELECT 1 FROM access.audit_unsealed u WHERE u.id = a.id)
+                           OR EXISTS (SELECT 1 FROM access.audit_chain c WHERE c.audit_id = a.id))
+                    """) == 8)
         }
     }
 }
