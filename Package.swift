@@ -28,6 +28,10 @@ let package = Package(
         // pinyin, Jaro–Winkler, swapped day/month. The pinyin table is generated into the target
         // by schemas/code-tables/make_pinyin_table.py.
         .target(name: "NameMatching"),
+        // HL7 v2 as values: ER7 and XML encodings, escapes, GB 18030 and other character sets,
+        // terser paths, data types, acknowledgements. No I/O, no dependencies; the GB 18030 table
+        // is generated into the target by schemas/code-tables/make_gb18030_table.py.
+        .target(name: "HL7v2"),
         // Connection pool helpers, transactions and the SQL migrations runner.
         .target(
             name: "Storage",
@@ -101,10 +105,12 @@ let package = Package(
         ),
         // Matching-quality benchmark on a synthetic population (bench/match runs it beside a peer).
         .executableTarget(name: "qianyun-match-bench", dependencies: ["NameMatching", "IdentityNumbers"], path: "Sources/MatchBench"),
+        // HL7 v2 parse rate over a folder of messages, for bench/hl7-parse.
+        .executableTarget(name: "qianyun-hl7-bench", dependencies: ["HL7v2"], path: "Sources/HL7Bench"),
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "IdentityNumbers", "NameMatching", "Registry", "Storage", "Interop",
+                "QianyunServer", "API", "Access", "HL7v2", "IdentityNumbers", "NameMatching", "Registry", "Storage", "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

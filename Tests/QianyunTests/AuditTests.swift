@@ -83,10 +83,12 @@ import Testing
             try await trail.seal()
             // Someone with owner rights disables the guard and rewrites history.
             try await client.withConnection { connection in
-                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
                 try await connection.query(
-                    "UPDATE access.audit_log SET purpose = 'research' WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 4)")
-                try await connection.query("ALTER TABLE access.audit_log ENABLE TRIGGER audit_log_append_only")
+                    "ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only", logger: TestDatabase.logger)
+                try await connection.query(
+                    "UPDATE access.audit_log SET purpose = 'research' WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 4)",
+                    logger: TestDatabase.logger)
+                try await connection.query("ALTER TABLE access.audit_log ENABLE TRIGGER audit_log_append_only", logger: TestDatabase.logger)
             }
             let result = try await trail.verify()
             #expect(result.firstBroken?.sequence == 4)
@@ -101,14 +103,17 @@ import Testing
             for n in 1...6 { try await trail.record(Self.event(n)) }
             try await trail.seal()
             try await client.withConnection { connection in
-                try await connection.query("ALTER TABLE access.audit_chain DISABLE TRIGGER audit_chain_append_only")
-                try await connection.query("DELETE FROM access.audit_chain WHERE seq = 6")
+                try await connection.query(
+                    "ALTER TABLE access.audit_chain DISABLE TRIGGER audit_chain_append_only", logger: TestDatabase.logger)
+                try await connection.query("DELETE FROM access.audit_chain WHERE seq = 6", logger: TestDatabase.logger)
             }
             #expect(try await trail.verify().firstBroken?.sequence == 6, "a cut tail shows against the head")
             try await client.withConnection { connection in
-                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
                 try await connection.query(
-                    "DELETE FROM access.audit_log WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 3)")
+                    "ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only", logger: TestDatabase.logger)
+                try await connection.query(
+                    "DELETE FROM access.audit_log WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 3)",
+                    logger: TestDatabase.logger)
             }
             let result = try await trail.verify()
             #expect(result.firstBroken?.sequence == 3)
@@ -123,8 +128,10 @@ import Testing
             try await trail.seal()
             // Recomputing one row's own hash is not enough: the next row's link breaks.
             try await client.withConnection { connection in
-                try await connection.query("ALTER TABLE access.audit_chain DISABLE TRIGGER audit_chain_append_only")
-                try await connection.query("UPDATE access.audit_chain SET hash = repeat('f', 64) WHERE seq = 2")
+                try await connection.query(
+                    "ALTER TABLE access.audit_chain DISABLE TRIGGER audit_chain_append_only", logger: TestDatabase.logger)
+                try await connection.query(
+                    "UPDATE access.audit_chain SET hash = repeat('f', 64) WHERE seq = 2", logger: TestDatabase.logger)
             }
             let result = try await trail.verify()
             #expect(result.firstBroken?.sequence == 2)

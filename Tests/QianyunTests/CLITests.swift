@@ -68,9 +68,11 @@ import Testing
             #expect(intact.status == 0)
             #expect(intact.output.contains("audit chain intact: 5 rows verified"))
             try await client.withConnection { connection in
-                try await connection.query("ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only")
                 try await connection.query(
-                    "UPDATE access.audit_log SET purpose = 'marketing' WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 3)")
+                    "ALTER TABLE access.audit_log DISABLE TRIGGER audit_log_append_only", logger: TestDatabase.logger)
+                try await connection.query(
+                    "UPDATE access.audit_log SET purpose = 'marketing' WHERE id = (SELECT audit_id FROM access.audit_chain WHERE seq = 3)",
+                    logger: TestDatabase.logger)
             }
             let broken = try Self.run(["audit", "verify"], database: database)
             #expect(broken.status == 1)
