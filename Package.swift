@@ -62,10 +62,14 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
-        // MLLP listener on SwiftNIO: framing, per-connection handling; HL7 routing comes later.
+        // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
+        // the domain services (ADT into the registry).
         .target(
             name: "Interop",
             dependencies: [
+                "HL7v2", "Registry", "Access", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -77,7 +81,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "Access", "IdentityNumbers", "Registry", "Storage",
+                "Access", "IdentityNumbers", "Interop", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -99,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "qianyun",
             dependencies: [
-                "QianyunServer", "Access", "Registry", "Storage",
+                "QianyunServer", "Access", "HL7v2", "Interop", "Registry", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -2,6 +2,7 @@ import Access
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Interop
 import Registry
 import Storage
 
@@ -31,6 +32,15 @@ extension Problem {
                 return Problem(status, code: code, title: Self.conflictTitles[code] ?? "Conflict", detail: detail)
             case .duplicate:
                 return Problem(.conflict, code: "conflict", title: "Already exists", detail: error.description)
+            case .notFound:
+                return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+            }
+        case let error as InboxError:
+            switch error {
+            case .invalid(let field, let reason):
+                var problem = Problem(.badRequest, code: "bad-query", title: "Invalid query parameter", detail: error.description)
+                problem.fieldErrors = [FieldError(field: field, reason: reason)]
+                return problem
             case .notFound:
                 return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
             }

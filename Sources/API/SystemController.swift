@@ -52,18 +52,20 @@ public struct APIDependencies: Sendable {
     public var facilities: FacilityController
     public var residents: ResidentController
     public var fhir: FHIRController
+    public var interop: InteropController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
 
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
-        system: SystemController, tokenService: Access.TokenService, maximumBodyBytes: Int
+        interop: InteropController, system: SystemController, tokenService: Access.TokenService, maximumBodyBytes: Int
     ) {
         self.tokens = tokens
         self.facilities = facilities
         self.residents = residents
         self.fhir = fhir
+        self.interop = interop
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -84,6 +86,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     let api = router.group("api/v1").add(middleware: authentication)
     dependencies.facilities.addRoutes(to: api)
     dependencies.residents.addRoutes(to: api)
+    dependencies.interop.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     table.fill(router.routes.map { ($0.path.description, $0.method) })

@@ -51,13 +51,22 @@ public struct FieldProtector: Sendable {
         return Sealed(keyID: currentKeyID, bytes: Array(box.combined!))
     }
 
+    /// Seals bytes that need not be text, such as an HL7 message exactly as a sender wrote it.
+    public func seal(bytes plaintext: [UInt8], context: String) throws -> Sealed {
+        let box = try AES.GCM.seal(plaintext, using: keys[currentKeyID]!, authenticating: Data(context.utf8))
+        return Sealed(keyID: currentKeyID, bytes: Array(box.combined!))
+    }
+
     public func open(_ sealed: Sealed, context: String) throws(Failure) -> String {
+        guard let text = String(validating: try openBytes(sealed, context: context), as: UTF8.self) else { throw .cannotOpen }
+        return text
+    }
+
+    public func openBytes(_ sealed: Sealed, context: String) throws(Failure) -> [UInt8] {
         guard let key = keys[sealed.keyID] else { throw .unknownKey(sealed.keyID) }
         do {
             let box = try AES.GCM.SealedBox(combined: sealed.bytes)
-            let data = try AES.GCM.open(box, using: key, authenticating: Data(context.utf8))
-            guard let text = String(data: data, encoding: .utf8) else { throw Failure.cannotOpen }
-            return text
+            return Array(try AES.GCM.open(box, using: key, authenticating: Data(context.utf8)))
         } catch {
             throw .cannotOpen
         }

@@ -6,12 +6,16 @@ import ServiceLifecycle
 /// Who is on the other end of an MLLP connection, as far as the transport knows.
 public struct MLLPPeer: Sendable {
     public let address: String?
+
+    public init(address: String?) {
+        self.address = address
+    }
 }
 
-/// What the gateway does with one framed message: returns the bytes of the reply to frame and
-/// send, or nil to send nothing.
+/// What the gateway does with one framed message: returns the replies to frame and send, in
+/// order (none, one ACK, or an enhanced-mode commit ACK and application ACK).
 public protocol MLLPMessageHandler: Sendable {
-    func handle(message: ByteBuffer, from peer: MLLPPeer) async -> ByteBuffer?
+    func handle(message: ByteBuffer, from peer: MLLPPeer) async -> [ByteBuffer]
 }
 
 public struct MLLPConfiguration: Sendable {
@@ -88,7 +92,7 @@ public struct MLLPServer: Service {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 for try await message in inbound {
-                    if let reply = await handler.handle(message: message, from: peer) {
+                    for reply in await handler.handle(message: message, from: peer) {
                         try await outbound.write(reply)
                     }
                 }

@@ -91,6 +91,7 @@ public enum QianyunServer {
                 facilities: FacilityController(directory: facilities),
                 residents: ResidentController(residents: residents, cards: cards, merges: merges),
                 fhir: FHIRController(residents: residents),
+                interop: InteropController(log: MessageLog(client: postgres, logger: logger)),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes))
 
@@ -99,7 +100,10 @@ public enum QianyunServer {
                 host: configuration.mllpHost, port: configuration.mllpPort,
                 maximumMessageBytes: configuration.mllpMaximumMessageBytes,
                 idleTimeout: .seconds(Int64(configuration.mllpIdleTimeoutSeconds))),
-            handler: UnroutedMessageHandler(), logger: logger, onBound: onMLLPBound)
+            handler: HL7Gateway(
+                client: postgres, protector: protector, router: hl7Routes(residents: residents, merges: merges),
+                maximumMessageBytes: configuration.mllpMaximumMessageBytes, logger: logger),
+            logger: logger, onBound: onMLLPBound)
 
         let server: HTTPServerBuilder
         if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
@@ -156,4 +160,12 @@ public func withPostgres<Result: Sendable>(
         let result = try await body(client)
         return result
     }
+}
+
+/// Which HL7 messages the gateway applies, and where. Messages of other types are stored and
+/// answered AE (200/201) until a module routes them.
+public func hl7Routes(residents: ResidentRegistry, merges: MergeService) -> HL7Router {
+    var router = HL7Router()
+    router.route("ADT", ADTRegistration.triggers, to: ADTRegistration(registry: residents, merges: merges))
+    return router
 }

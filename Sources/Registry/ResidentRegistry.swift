@@ -109,18 +109,43 @@ public struct ResidentRegistry: Sendable {
             facility: facility, localId: localId, record: record, source: principal.role == .admin ? "admin" : "registration")
         return try await retryingConflicts {
             try await client.transaction(logger: logger) { connection in
-                let outcome = try await registrar.register(
-                    [registration], actor: principal, requestID: requestID, purpose: "registration", on: connection)[0]
-                if outcome.kind == .rejected {
-                    let reason = outcome.reason ?? "rejected"
-                    throw RegistryError.invalid(field: reason.hasPrefix("guardian") ? "guardian.residentId" : "facility", reason: reason)
-                }
-                let id = UUID(uuidString: outcome.residentId!)!
-                let resident = try await load(id, on: connection)
-                return RegistrationResult(
-                    resident: resident.view(identifiers: try await identifiers(of: id, on: connection)), match: outcome)
+                try await register(registration, by: principal, requestID: requestID, on: connection)
             }
         }
+    }
+
+    /// Registers inside the caller's transaction (the HL7 gateway commits the message with it).
+    /// A unique violation from a concurrent registration of the same facility id aborts that
+    /// transaction: the caller retries it whole.
+    public func register(
+        _ draft: ResidentDraft, by principal: Principal, requestID: String?, today: Int = ChinaDate.today(),
+        on connection: PostgresConnection
+    ) async throws -> RegistrationResult {
+        let (facility, localId) = try Self.registeringFacility(draft, principal: principal)
+        let record = try ResidentValidation.validate(draft, today: today)
+        let registration = Registration(facility: facility, localId: localId, record: record, source: "hl7")
+        return try await register(registration, by: principal, requestID: requestID, on: connection)
+    }
+
+    private func register(_ registration: Registration, by principal: Principal, requestID: String?, on connection: PostgresConnection)
+        async throws -> RegistrationResult
+    {
+        let outcome = try await registrar.register(
+            [registration], actor: principal, requestID: requestID, purpose: "registration", on: connection)[0]
+        if outcome.kind == .rejected {
+            let reason = outcome.reason ?? "rejected"
+            throw RegistryError.invalid(field: reason.hasPrefix("guardian") ? "guardian.residentId" : "facility", reason: reason)
+        }
+        let id = UUID(uuidString: outcome.residentId!)!
+        let resident = try await load(id, on: connection)
+        return RegistrationResult(resident: resident.view(identifiers: try await identifiers(of: id, on: connection)), match: outcome)
+    }
+
+    /// The resident a facility's patient id is linked to, if any, inside the caller's transaction.
+    public func residentID(facility: String, localId: String, on connection: PostgresConnection) async throws -> UUID? {
+        try await connection.query(
+            "SELECT resident_id FROM registry.identifiers WHERE facility = \(facility) AND local_id = \(localId)", logger: logger
+        ).collect().first?.decode(UUID.self)
     }
 
     /// Registers many (an import), one transaction for the batch.
@@ -306,47 +331,57 @@ public struct ResidentRegistry: Sendable {
     {
         let id = try Self.residentID(text)
         return try await client.transaction(logger: logger) { connection in
-            let current = try await load(id, on: connection, forUpdate: true)
-            let identifiers = try await identifiers(of: id, on: connection)
-            try authorizeWrite(principal, current, identifiers: identifiers, patch: patch)
-            try current.requireActive()
-            let updated = try ResidentValidation.apply(patch, to: current.record, today: today)
-            if let guardian = updated.guardianID, guardian != current.record.guardianID {
-                guard guardian != id else { throw RegistryError.invalid(field: "guardian.residentId", reason: "cannot be the resident") }
-                let exists = try await connection.query("SELECT 1 FROM registry.residents WHERE id = \(guardian)", logger: logger).collect()
-                guard !exists.isEmpty else { throw RegistryError.invalid(field: "guardian.residentId", reason: "names no resident") }
-            }
-            if let document = updated.document, document != current.record.document {
-                try await requireUnheld(document, except: id, on: connection)
-            }
-            let row = try codec.row(id: id, record: updated, registeredBy: current.registeredBy)
-            try await connection.query(
-                PostgresQuery(
-                    unsafeSQL: """
-                        UPDATE registry.residents r SET name = x.name, name_pinyin = x.name_pinyin, sex = x.sex, birth_date = x.birth_date,
-                            ethnicity = x.ethnicity, document_type = x.document_type,
-                            document_ciphertext = decode(x.document_ciphertext, 'hex'), document_key_id = x.document_key_id,
-                            document_hash = x.document_hash, document_masked = x.document_masked, phone = x.phone, division = x.division,
-                            address = x.address, guardian_id = x.guardian_id, guardian_name = x.guardian_name,
-                            guardian_relation = x.guardian_relation, guardian_phone = x.guardian_phone, deceased = x.deceased,
-                            deceased_date = x.deceased_date, version = r.version + 1, updated_at = now()
-                        FROM jsonb_to_record($1::jsonb) AS \(ResidentRow.recordType)
-                        WHERE r.id = x.id
-                        """,
-                    binds: try jsonBinds(row)), logger: logger)
-            let keys = codec.matchKeys(updated)
-            try await connection.query(
-                """
-                WITH gone AS (DELETE FROM registry.match_keys WHERE resident_id = \(id) AND NOT (key = ANY(\(keys)::int8[])))
-                INSERT INTO registry.match_keys (key, resident_id) SELECT k, \(id) FROM unnest(\(keys)::int8[]) AS k ON CONFLICT DO NOTHING
-                """, logger: logger)
-            let changed = Self.changedFields(current.record, updated)
-            try await EventRow.insert(
-                [EventRow(resident_id: id, kind: "updated", actor: principal.clientID, detail: ["fields": changed.joined(separator: ",")])],
-                on: connection, logger: logger)
-            try await audit(principal, "resident.update", current, requestID: requestID, on: connection)
-            return try await load(id, on: connection).view(identifiers: identifiers)
+            try await update(id: id, with: patch, by: principal, requestID: requestID, today: today, on: connection)
         }
+    }
+
+    /// Updates inside the caller's transaction.
+    public func update(
+        id: UUID, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int = ChinaDate.today(),
+        on connection: PostgresConnection
+    ) async throws -> Resident {
+        let current = try await load(id, on: connection, forUpdate: true)
+        let identifiers = try await identifiers(of: id, on: connection)
+        try authorizeWrite(principal, current, identifiers: identifiers, patch: patch)
+        try current.requireActive()
+        let updated = try ResidentValidation.apply(patch, to: current.record, today: today)
+        let changed = Self.changedFields(current.record, updated)
+        // A HIS resending the demographics it sent before (an ADT^A08 after every visit) changes nothing.
+        guard !changed.isEmpty else { return current.view(identifiers: identifiers) }
+        if let guardian = updated.guardianID, guardian != current.record.guardianID {
+            guard guardian != id else { throw RegistryError.invalid(field: "guardian.residentId", reason: "cannot be the resident") }
+            let exists = try await connection.query("SELECT 1 FROM registry.residents WHERE id = \(guardian)", logger: logger).collect()
+            guard !exists.isEmpty else { throw RegistryError.invalid(field: "guardian.residentId", reason: "names no resident") }
+        }
+        if let document = updated.document, document != current.record.document {
+            try await requireUnheld(document, except: id, on: connection)
+        }
+        let row = try codec.row(id: id, record: updated, registeredBy: current.registeredBy)
+        try await connection.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    UPDATE registry.residents r SET name = x.name, name_pinyin = x.name_pinyin, sex = x.sex, birth_date = x.birth_date,
+                        ethnicity = x.ethnicity, document_type = x.document_type,
+                        document_ciphertext = decode(x.document_ciphertext, 'hex'), document_key_id = x.document_key_id,
+                        document_hash = x.document_hash, document_masked = x.document_masked, phone = x.phone, division = x.division,
+                        address = x.address, guardian_id = x.guardian_id, guardian_name = x.guardian_name,
+                        guardian_relation = x.guardian_relation, guardian_phone = x.guardian_phone, deceased = x.deceased,
+                        deceased_date = x.deceased_date, version = r.version + 1, updated_at = now()
+                    FROM jsonb_to_record($1::jsonb) AS \(ResidentRow.recordType)
+                    WHERE r.id = x.id
+                    """,
+                binds: try jsonBinds(row)), logger: logger)
+        let keys = codec.matchKeys(updated)
+        try await connection.query(
+            """
+            WITH gone AS (DELETE FROM registry.match_keys WHERE resident_id = \(id) AND NOT (key = ANY(\(keys)::int8[])))
+            INSERT INTO registry.match_keys (key, resident_id) SELECT k, \(id) FROM unnest(\(keys)::int8[]) AS k ON CONFLICT DO NOTHING
+            """, logger: logger)
+        try await EventRow.insert(
+            [EventRow(resident_id: id, kind: "updated", actor: principal.clientID, detail: ["fields": changed.joined(separator: ",")])],
+            on: connection, logger: logger)
+        try await audit(principal, "resident.update", current, requestID: requestID, on: connection)
+        return try await load(id, on: connection).view(identifiers: identifiers)
     }
 
     /// Links a facility's patient id to a resident the caller can already see.

@@ -15,7 +15,7 @@ struct Qianyun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qianyun",
         abstract: "Qianyun (黔云): regional health-records interoperability service.",
-        subcommands: [Serve.self, Migrate.self, Fixtures.self, Clients.self, Import.self, Audit.self])
+        subcommands: [Serve.self, Migrate.self, Fixtures.self, Clients.self, Import.self, HL7.self, Audit.self])
 }
 
 /// Options every command shares.

@@ -1,6 +1,7 @@
 import API
 import Access
 import Foundation
+import Interop
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -99,6 +100,7 @@ import Testing
                     residents: residents, cards: HealthCardService(client: postgres, registry: residents, logger: TestDatabase.logger),
                     merges: MergeService(client: postgres, registry: residents, logger: TestDatabase.logger)),
                 fhir: FHIRController(residents: residents),
+                interop: InteropController(log: MessageLog(client: postgres, logger: TestDatabase.logger)),
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
                 maximumBodyBytes: 1024))

@@ -61,11 +61,19 @@ import Testing
     }
 }
 
+/// Answers every frame twice (as an enhanced-mode commit ACK and application ACK would be).
+struct TwoRepliesHandler: MLLPMessageHandler {
+    func handle(message: ByteBuffer, from peer: MLLPPeer) async -> [ByteBuffer] {
+        let control = String(buffer: message).split(separator: "|", omittingEmptySubsequences: false).dropFirst(9).first ?? ""
+        return ["CA", "AA"].map { ByteBuffer(string: "MSH|^~\\&|QIANYUN|QIANYUN|HIS|5201020001|\rMSA|\($0)|\(control)|\r") }
+    }
+}
+
 @Suite struct MLLPServerTests {
-    @Test func answersEachMessageWithAnApplicationRejectEchoingItsControlID() async throws {
+    @Test func answersEachMessageWithEveryReplyInOrder() async throws {
         let (stream, continuation) = AsyncStream<Int>.makeStream()
         let server = MLLPServer(
-            configuration: MLLPConfiguration(host: "127.0.0.1", port: 0), handler: UnroutedMessageHandler(),
+            configuration: MLLPConfiguration(host: "127.0.0.1", port: 0), handler: TwoRepliesHandler(),
             logger: Logger(label: "test"), onBound: { continuation.yield($0) })
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
@@ -83,13 +91,14 @@ import Testing
                 var collected = ""
                 for try await chunk in inbound {
                     collected += String(buffer: chunk)
-                    if collected.components(separatedBy: "\u{1C}\r").count > 2 { break }
+                    if collected.components(separatedBy: "\u{1C}\r").count > 4 { break }
                 }
                 return collected
             }
             #expect(replies.hasPrefix("\u{0B}MSH|^~\\&|QIANYUN|QIANYUN|HIS|5201020001|"))
-            #expect(replies.contains("MSA|AR|MSG-1|"))
-            #expect(replies.contains("MSA|AR|MSG-2|"))
+            let order = ["MSA|CA|MSG-1|", "MSA|AA|MSG-1|", "MSA|CA|MSG-2|", "MSA|AA|MSG-2|"].map { replies.range(of: $0)?.lowerBound }
+            #expect(order.allSatisfy { $0 != nil })
+            #expect(order.compactMap { $0 } == order.compactMap { $0 }.sorted())
             group.cancelAll()
         }
     }

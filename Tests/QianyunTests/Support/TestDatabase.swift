@@ -48,7 +48,7 @@ actor TestDatabase {
             let name = "qy_tpl_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
             try await Self.admin("CREATE DATABASE \(name)")
             let migrations = try Migration.load(directory: Self.schemasDirectory + "/migrations")
-            try await withClient(database: name) { client in
+            _ = try await withClient(database: name) { client in
                 try await Migrator(client: client, migrations: migrations, logger: Self.logger).migrate()
             }
             return name

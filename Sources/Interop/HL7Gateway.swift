@@ -1,0 +1,393 @@
+import Access
+import Crypto
+import Foundation
+import HL7v2
+import Logging
+import Metrics
+import NIOCore
+import PostgresNIO
+import Registry
+
+/// The HL7 v2 gateway behind the MLLP listener. Its three promises:
+/// - it never acknowledges what it has not stored: the message, its outcome and its effects
+///   commit in one transaction, and the ACK is written only after that commit;
+/// - it never applies a message twice: a resend (same facility, MSH-10 and bytes) gets the
+///   stored ACK back, and the inbox's unique index settles a resend racing the original;
+/// - it never loses one it could not apply: unparseable, unknown-sender, unsupported and failed
+///   messages are stored too, with their error, for the dead-letter view and `hl7 replay`.
+///
+/// A control ID reused for different bytes is a different message: it is applied, and the ACK
+/// carries a warning (ERR severity W, code 205) so the sender's integrator can see it.
+public struct HL7Gateway: MLLPMessageHandler {
+    /// Advisory-lock class for per-patient ordering (`pg_advisory_xact_lock(class, hash)`).
+    static let patientLockClass: Int32 = 0x4837
+
+    let client: PostgresClient
+    let protector: FieldProtector
+    let router: HL7Router
+    let inbox: Inbox
+    let maximumMessageBytes: Int
+    let logger: Logger
+
+    public init(client: PostgresClient, protector: FieldProtector, router: HL7Router, maximumMessageBytes: Int, logger: Logger) {
+        self.client = client
+        self.protector = protector
+        self.router = router
+        self.inbox = Inbox(logger: logger)
+        self.maximumMessageBytes = maximumMessageBytes
+        self.logger = logger
+    }
+
+    public func handle(message buffer: ByteBuffer, from peer: MLLPPeer) async -> [ByteBuffer] {
+        let bytes = Array(buffer.readableBytesView)
+        do {
+            return try await process(bytes, peer: peer).map { ByteBuffer(bytes: $0) }
+        } catch {
+            // Nothing was stored: say so, so the sender keeps the message and sends it again.
+            logger.error("HL7 message not stored", metadata: ["error.type": "\(String(reflecting: type(of: error)))"])
+            Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", "not-stored"), ("ack", "AR")]).increment()
+            return [ByteBuffer(bytes: Self.notStored(bytes))]
+        }
+    }
+
+    /// AR (CR in enhanced mode) with error 207: the answer when the inbox could not be written.
+    static func notStored(_ bytes: [UInt8]) -> [UInt8] {
+        let text = "message not stored; send it again"
+        let options = HL7ParseOptions(defaultCharset: .gb18030)
+        let message: HL7Message
+        do {
+            message = try HL7Message.parse(bytes, options: options)
+        } catch {
+            return HL7Acknowledgement.reject(unparseable: bytes, error: error, controlID: newControlID(), timestamp: now()).encoded()
+        }
+        let code: HL7AckCode = if case .enhanced = HL7AckMode(message) { .commitReject } else { .applicationReject }
+        let issue = HL7AckIssue(code: .applicationInternalError, location: HL7Location(segmentID: "MSH", segmentSequence: 1), message: text)
+        return HL7Acknowledgement.build(for: message, code: code, controlID: newControlID(), timestamp: now(), issues: [issue]).encoded()
+    }
+
+    /// Everything but the store failing: the acknowledgement frames to send.
+    func process(_ bytes: [UInt8], peer: MLLPPeer) async throws -> [[UInt8]] {
+        let receivedAt = Date()
+        let contentHash = Array(SHA256.hash(data: bytes))
+        let peek = SenderPeek(bytes)
+        var sender = try await resolveSender(application: peek.application, facility: peek.facility)
+
+        let message: HL7Message
+        do {
+            message = try HL7Message.parse(
+                bytes, options: HL7ParseOptions(maxMessageBytes: maximumMessageBytes, defaultCharset: sender?.charset))
+        } catch {
+            let ack = HL7Acknowledgement.reject(
+                unparseable: bytes, error: error, controlID: Self.newControlID(), timestamp: Self.now(), charset: sender?.charset ?? .utf8)
+            let entry = InboxEntry(
+                id: UUID.timeOrdered(), receivedAt: receivedAt, peerAddress: peer.address, facility: sender?.facility,
+                header: InboxHeader(peek: peek), contentHash: contentHash, byteCount: bytes.count,
+                raw: try protector.seal(bytes: bytes, context: Inbox.rawContext), status: .rejected, ackCode: .applicationReject,
+                commitAck: nil, ack: ack.encoded(), error: HL7ApplicationError(error.hl7Code, error.location, error.description),
+                warnings: [], residentID: nil)
+            try await storeAlone(entry)
+            return [ack.encoded()]
+        }
+
+        let header = message.header
+        let application = header.sendingApplication.namespaceID
+        let facilityName = header.sendingFacility.namespaceID
+        if application != peek.application || facilityName != peek.facility {
+            sender = try await resolveSender(application: application, facility: facilityName)
+        }
+        let mode = HL7AckMode(message)
+        var entry = InboxEntry(
+            id: UUID.timeOrdered(), receivedAt: receivedAt, peerAddress: peer.address, facility: sender?.facility,
+            header: InboxHeader(header), contentHash: contentHash, byteCount: bytes.count,
+            raw: try protector.seal(bytes: bytes, context: Inbox.rawContext), status: .rejected, ackCode: .applicationReject,
+            commitAck: nil, ack: nil, error: nil, warnings: [], residentID: nil)
+
+        // Refusals before application: stored, answered AR (CR in enhanced mode).
+        if let refusal = Self.refusal(header, resolved: sender != nil) {
+            entry.error = refusal
+            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: true)
+            try await storeAlone(entry)
+            return Self.frames(entry)
+        }
+        let facility = sender!.facility
+        if !header.controlID.isEmpty {
+            let stored = try await client.withConnection { connection in
+                try await inbox.resend(facility: facility, controlID: header.controlID, contentHash: contentHash, on: connection)
+            }
+            if let stored {
+                Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", "resend"), ("ack", "stored")]).increment()
+                return [stored.commitAck, stored.ack].compactMap { $0 }
+            }
+        }
+
+        let context = HL7Context(
+            facility: facility,
+            principal: Principal(clientID: "hl7:\(facility)", role: .his, facility: facility),
+            messageID: entry.id, today: ChinaDate.today())
+        let route = router.application(for: header.messageType)
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let outcome = try await client.transaction(logger: logger) { connection -> InboxEntry? in
+                    var entry = entry
+                    try await apply(message, route: route, context: context, to: &entry, mode: mode, on: connection)
+                    return try await inbox.store(entry, on: connection) ? entry : nil
+                }
+                guard let outcome else {
+                    // An identical message committed first: its ACK is the answer.
+                    return try await client.withConnection { connection in
+                        let stored = try await inbox.resend(
+                            facility: facility, controlID: header.controlID, contentHash: contentHash, on: connection)
+                        return [stored?.commitAck, stored?.ack].compactMap { $0 }
+                    }
+                }
+                Counter(
+                    label: "qianyun_hl7_messages_total",
+                    dimensions: [("status", outcome.status.rawValue), ("ack", outcome.ackCode.rawValue)]
+                )
+                .increment()
+                return Self.frames(outcome)
+            } catch let error as PSQLError where attempt < 5 && Self.isTransient(error) {
+                // A concurrent registration of the same patient or a deadlock: run the message again.
+                continue
+            }
+        }
+    }
+
+    /// Applies inside the transaction. Content errors roll back to a savepoint, so the message is
+    /// kept with its error and nothing else; database conflicts propagate for a whole rerun.
+    func apply(
+        _ message: HL7Message, route: Result<any HL7Application, HL7ApplicationError>, context: HL7Context, to entry: inout InboxEntry,
+        mode: HL7AckMode, on connection: PostgresConnection
+    ) async throws {
+        let application: any HL7Application
+        switch route {
+        case .failure(let unsupported):
+            entry.status = .unsupported
+            entry.error = unsupported
+            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: false)
+            return
+        case .success(let found): application = found
+        }
+        if let key = Self.patientKey(message, facility: context.facility) {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.patientLockClass), hashtext(\(key)))", logger: logger)
+        }
+        // The same control ID with other bytes: another message from a sender that reuses IDs.
+        let reused = try await connection.query(
+            """
+            SELECT 1 FROM interop.messages
+            WHERE facility = \(context.facility) AND control_id = \(entry.header.controlID) AND id <> \(entry.id) LIMIT 1
+            """, logger: logger
+        ).collect()
+        try await connection.query("SAVEPOINT apply", logger: logger)
+        do {
+            let applied = try await application.apply(message, context: context, on: connection)
+            try await connection.query("RELEASE SAVEPOINT apply", logger: logger)
+            entry.status = .applied
+            entry.residentID = applied.residentID
+            entry.warnings = applied.warnings
+            if !reused.isEmpty {
+                entry.warnings.append("control ID \(entry.header.controlID ?? "") was used before for a different message")
+            }
+        } catch let error as PSQLError where Self.isTransient(error) {
+            throw error
+        } catch {
+            try await connection.query("ROLLBACK TO SAVEPOINT apply", logger: logger)
+            entry.status = .failed
+            if let failure = error as? HL7ApplicationError {
+                entry.error = failure
+            } else {
+                logger.error("HL7 application failed", metadata: ["error.type": "\(String(reflecting: type(of: error)))"])
+                entry.error = HL7ApplicationError(
+                    .applicationInternalError, HL7Location(segmentID: "MSH", segmentSequence: 1), "application internal error")
+            }
+        }
+        acknowledge(&entry, message, mode: mode, stored: true, applied: entry.status == .applied, refused: false)
+    }
+
+    /// Fills the ACK code and frames for the entry's outcome.
+    func acknowledge(_ entry: inout InboxEntry, _ message: HL7Message, mode: HL7AckMode, stored: Bool, applied: Bool, refused: Bool) {
+        var issues: [HL7AckIssue] = []
+        if let error = entry.error {
+            issues.append(HL7AckIssue(code: error.code, severity: .error, location: error.location, message: error.text))
+        }
+        for warning in entry.warnings {
+            let code: HL7ErrorCode = warning.hasPrefix("control ID") ? .duplicateKeyIdentifier : .messageAccepted
+            issues.append(
+                HL7AckIssue(code: code, severity: .warning, location: HL7Location(segmentID: "MSH", segmentSequence: 1), message: warning))
+        }
+        let code: HL7AckCode = refused ? .applicationReject : applied ? .applicationAccept : .applicationError
+        entry.ackCode = code
+        let timestamp = Self.now()
+        switch mode {
+        case .original:
+            entry.ack = HL7Acknowledgement.build(
+                for: message, code: code, controlID: Self.newControlID(), timestamp: timestamp, issues: issues
+            ).encoded()
+        case .enhanced(let accept, let applicationCondition):
+            let commitCode: HL7AckCode = refused ? .commitReject : .commitAccept
+            if accept.requiresAcknowledgement(success: commitCode == .commitAccept) {
+                entry.commitAck = HL7Acknowledgement.build(
+                    for: message, code: commitCode, controlID: Self.newControlID(), timestamp: timestamp,
+                    issues: refused ? issues : []
+                ).encoded()
+            }
+            if !refused, applicationCondition.requiresAcknowledgement(success: applied) {
+                entry.ack = HL7Acknowledgement.build(
+                    for: message, code: code, controlID: Self.newControlID(), timestamp: timestamp, issues: issues
+                ).encoded()
+            }
+        }
+    }
+
+    /// What is refused before any application: an unknown sender, a version or processing id this
+    /// gateway does not take.
+    static func refusal(_ header: HL7MessageHeader, resolved: Bool) -> HL7ApplicationError? {
+        if !resolved {
+            return HL7ApplicationError(
+                .unknownKeyIdentifier, HL7Location(segmentID: "MSH", segmentSequence: 1, field: 4),
+                "sending facility (MSH-4) with application (MSH-3) is not a registered sender")
+        }
+        if !header.version.hasPrefix("2.") {
+            return HL7ApplicationError(
+                .unsupportedVersionID, HL7Location(segmentID: "MSH", segmentSequence: 1, field: 12), "only HL7 version 2.x is accepted")
+        }
+        if !["P", "T", "D"].contains(header.processingID.uppercased()) {
+            return HL7ApplicationError(
+                .unsupportedProcessingID, HL7Location(segmentID: "MSH", segmentSequence: 1, field: 11),
+                "processing ID must be P, T or D")
+        }
+        return nil
+    }
+
+    static func frames(_ entry: InboxEntry) -> [[UInt8]] { [entry.commitAck, entry.ack].compactMap { $0 } }
+
+    /// Messages about one patient of one facility apply one at a time, in arrival order at the lock.
+    static func patientKey(_ message: HL7Message, facility: String) -> String? {
+        guard let id = message["PID-3"], !id.isEmpty else { return nil }
+        return facility + "\u{1F}" + id
+    }
+
+    static func isTransient(_ error: PSQLError) -> Bool {
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "23505" || state == "40P01" || state == "40001"
+    }
+
+    func storeAlone(_ entry: InboxEntry) async throws {
+        _ = try await client.transaction(logger: logger) { connection in try await inbox.store(entry, on: connection) }
+        Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", entry.status.rawValue), ("ack", entry.ackCode.rawValue)])
+            .increment()
+    }
+
+    /// The registered facility behind MSH-3/MSH-4: a row of `interop.senders` (exact application
+    /// first, then any application), else an active facility whose code is MSH-4 itself.
+    func resolveSender(application: String, facility: String) async throws -> (facility: String, charset: HL7Charset?)? {
+        guard !facility.isEmpty else { return nil }
+        let rows = try await client.query(
+            """
+            SELECT facility, default_charset FROM (
+                SELECT s.facility, s.default_charset, CASE WHEN s.sending_application = \(application) THEN 0 ELSE 1 END AS rank
+                FROM interop.senders s JOIN registry.facilities f ON f.code = s.facility AND f.active
+                WHERE s.sending_facility = \(facility) AND s.sending_application IN (\(application), '')
+                UNION ALL
+                SELECT code, NULL, 2 FROM registry.facilities WHERE code = \(facility) AND active
+            ) AS found ORDER BY rank LIMIT 1
+            """, logger: logger
+        ).collect()
+        guard let row = rows.first else { return nil }
+        let (code, charset) = try row.decode((String, String?).self)
+        return (code, charset.flatMap { HL7Charset(msh18: $0) })
+    }
+
+    /// What `hl7 replay` did with one stored message.
+    public struct Replayed: Sendable {
+        public var id: UUID
+        public var before: String
+        public var after: String
+        public var ackCode: String
+        /// The error that still stands, if any (codes and positions, never content).
+        public var error: String?
+    }
+
+    public enum ReplayError: Error, CustomStringConvertible {
+        case notFound(UUID)
+        public var description: String {
+            switch self {
+            case .notFound(let id): "no stored message \(id.uuidString.lowercased())"
+            }
+        }
+    }
+
+    /// Applies a stored message again (after a fix: a registered sender, a new handler, corrected
+    /// reference data). An applied message is left alone: nothing is ever applied twice. The row
+    /// keeps its id and counts the attempt; its ACK becomes what the gateway would answer now.
+    public func replay(id: UUID) async throws -> Replayed {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await client.transaction(logger: logger) { connection in try await replay(id: id, on: connection) }
+            } catch let error as PSQLError where attempt < 5 && Self.isTransient(error) {
+                continue
+            }
+        }
+    }
+
+    private func replay(id: UUID, on connection: PostgresConnection) async throws -> Replayed {
+        let rows = try await connection.query(
+            "SELECT raw_ciphertext, raw_key_id, status, received_at, peer_address FROM interop.messages WHERE id = \(id) FOR UPDATE",
+            logger: logger
+        ).collect()
+        guard let row = rows.first else { throw ReplayError.notFound(id) }
+        let (ciphertext, keyID, status, receivedAt, peer) = try row.decode((Data, String, String, Date, String?).self)
+        guard status != InboxEntry.Status.applied.rawValue else {
+            return Replayed(id: id, before: status, after: status, ackCode: "AA", error: nil)
+        }
+        let bytes = try protector.openBytes(.init(keyID: keyID, bytes: Array(ciphertext)), context: Inbox.rawContext)
+        let peek = SenderPeek(bytes)
+        var sender = try await resolveSender(application: peek.application, facility: peek.facility)
+        let message: HL7Message
+        do {
+            message = try HL7Message.parse(
+                bytes, options: HL7ParseOptions(maxMessageBytes: maximumMessageBytes, defaultCharset: sender?.charset))
+        } catch {
+            try await connection.query("UPDATE interop.messages SET attempts = attempts + 1 WHERE id = \(id)", logger: logger)
+            return Replayed(id: id, before: status, after: status, ackCode: "AR", error: "\(error.code.rawValue): \(error)")
+        }
+        let header = message.header
+        if header.sendingApplication.namespaceID != peek.application || header.sendingFacility.namespaceID != peek.facility {
+            sender = try await resolveSender(
+                application: header.sendingApplication.namespaceID, facility: header.sendingFacility.namespaceID)
+        }
+        let mode = HL7AckMode(message)
+        var entry = InboxEntry(
+            id: id, receivedAt: receivedAt, peerAddress: peer, facility: sender?.facility, header: InboxHeader(header),
+            contentHash: [], byteCount: bytes.count, raw: .init(keyID: keyID, bytes: Array(ciphertext)), status: .rejected,
+            ackCode: .applicationReject, commitAck: nil, ack: nil, error: nil, warnings: [], residentID: nil)
+        if let refusal = Self.refusal(header, resolved: sender != nil) {
+            entry.error = refusal
+            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: true)
+        } else {
+            let context = HL7Context(
+                facility: sender!.facility,
+                principal: Principal(clientID: "hl7:\(sender!.facility)", role: .his, facility: sender!.facility),
+                messageID: id, today: ChinaDate.today())
+            try await apply(
+                message, route: router.application(for: header.messageType), context: context, to: &entry, mode: mode, on: connection)
+        }
+        try await inbox.update(entry, on: connection)
+        return Replayed(
+            id: id, before: status, after: entry.status.rawValue, ackCode: entry.ackCode.rawValue,
+            error: entry.error.map { "\($0.code.rawValue) at \(ADTRegistration.hl7Name($0.location)): \($0.text)" })
+    }
+
+    static func now() -> HL7DateTime {
+        HL7DateTime(epochSeconds: Int(Date().timeIntervalSince1970), offsetMinutes: 480)
+    }
+
+    /// ACK control IDs: short enough for v2.3/2.4's 20-character MSH-10, unique without coordination.
+    static func newControlID() -> String {
+        "QY" + String(UInt64.random(in: 0...UInt64.max), radix: 36).uppercased()
+    }
+}

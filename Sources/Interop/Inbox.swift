@@ -1,0 +1,153 @@
+import Access
+import Foundation
+import HL7v2
+import Logging
+import PostgresNIO
+import Storage
+
+/// One message as the inbox keeps it.
+struct InboxEntry: Sendable {
+    enum Status: String, Sendable {
+        case applied, rejected, failed, unsupported
+    }
+
+    var id: UUID
+    var receivedAt: Date
+    var peerAddress: String?
+    var facility: String?
+    var header: InboxHeader
+    var contentHash: [UInt8]
+    var byteCount: Int
+    var raw: FieldProtector.Sealed
+    var status: Status
+    var ackCode: HL7AckCode
+    var commitAck: [UInt8]?
+    var ack: [UInt8]?
+    var error: HL7ApplicationError?
+    var warnings: [String]
+    var residentID: UUID?
+}
+
+/// The MSH facts kept beside the message, from a parsed header or salvaged from one that did not parse.
+struct InboxHeader: Sendable {
+    var sendingApplication: String?
+    var sendingFacility: String?
+    var controlID: String?
+    var messageType: String?
+    var triggerEvent: String?
+    var structure: String?
+    var version: String?
+    var charset: String?
+    var processingID: String?
+
+    init(_ header: HL7MessageHeader) {
+        func text(_ value: String) -> String? { value.isEmpty ? nil : String(value.prefix(180)) }
+        sendingApplication = text(header.sendingApplication.namespaceID)
+        sendingFacility = text(header.sendingFacility.namespaceID)
+        controlID = text(header.controlID)
+        messageType = text(header.messageType.messageCode)
+        triggerEvent = text(header.messageType.triggerEvent)
+        structure = text(header.messageType.messageStructure)
+        version = text(header.version)
+        charset = text(header.charset.msh18Value)
+        processingID = text(header.processingID)
+    }
+
+    init(peek: SenderPeek) {
+        sendingApplication = peek.application.isEmpty ? nil : String(peek.application.prefix(180))
+        sendingFacility = peek.facility.isEmpty ? nil : String(peek.facility.prefix(180))
+    }
+}
+
+/// The inbox's SQL. Every write happens on the caller's connection, inside the transaction that
+/// also holds the message's effects.
+struct Inbox: Sendable {
+    static let rawContext = "interop.messages.raw"
+    let logger: Logger
+
+    /// A resend of a stored message: its acknowledgements, and one more attempt counted.
+    func resend(facility: String, controlID: String, contentHash: [UInt8], on connection: PostgresConnection) async throws
+        -> (commitAck: [UInt8]?, ack: [UInt8]?)?
+    {
+        let rows = try await connection.query(
+            """
+            UPDATE interop.messages SET attempts = attempts + 1
+            WHERE facility = \(facility) AND control_id = \(controlID) AND content_hash = \(Data(contentHash))
+            RETURNING commit_ack, ack
+            """, logger: logger
+        ).collect()
+        guard let row = rows.first else { return nil }
+        let (commit, ack) = try row.decode((Data?, Data?).self)
+        return (commit.map(Array.init), ack.map(Array.init))
+    }
+
+    /// Stores the entry; false when an identical message (same facility, MSH-10 and bytes)
+    /// committed first, in which case the caller rolls back and answers with that one's ACK.
+    func store(_ entry: InboxEntry, on connection: PostgresConnection) async throws -> Bool {
+        let header = entry.header
+        let location = entry.error.map { ADTRegistration.hl7Name($0.location) }
+        let rows = try await connection.query(
+            """
+            INSERT INTO interop.messages (id, received_at, peer_address, facility, sending_application, sending_facility, control_id,
+                message_type, trigger_event, structure, version, charset, processing_id, content_hash, byte_count, raw_ciphertext,
+                raw_key_id, status, ack_code, commit_ack, ack, error_code, error_hl7_code, error_location, error_text, warnings,
+                resident_id, applied_at)
+            VALUES (\(entry.id), \(entry.receivedAt), \(entry.peerAddress), \(entry.facility), \(header.sendingApplication),
+                \(header.sendingFacility), \(header.controlID), \(header.messageType), \(header.triggerEvent), \(header.structure),
+                \(header.version), \(header.charset), \(header.processingID), \(Data(entry.contentHash)), \(entry.byteCount),
+                \(Data(entry.raw.bytes)), \(entry.raw.keyID), \(entry.status.rawValue), \(entry.ackCode.rawValue),
+                \(entry.commitAck.map { Data($0) }), \(entry.ack.map { Data($0) }), \(entry.error.map { "hl7.\($0.code)" }),
+                \(entry.error.map { $0.code.rawValue }), \(location), \(entry.error?.text), \(entry.warnings), \(entry.residentID),
+                \(entry.status == .applied ? Date() : nil))
+            ON CONFLICT (facility, control_id, content_hash) WHERE facility IS NOT NULL AND control_id IS NOT NULL DO NOTHING
+            RETURNING id
+            """, logger: logger
+        ).collect()
+        return !rows.isEmpty
+    }
+
+    /// Records a replay's outcome on the stored row.
+    func update(_ entry: InboxEntry, on connection: PostgresConnection) async throws {
+        let location = entry.error.map { ADTRegistration.hl7Name($0.location) }
+        try await connection.query(
+            """
+            UPDATE interop.messages SET facility = \(entry.facility), status = \(entry.status.rawValue), ack_code = \(entry.ackCode.rawValue),
+                commit_ack = \(entry.commitAck.map { Data($0) }), ack = \(entry.ack.map { Data($0) }),
+                error_code = \(entry.error.map { "hl7.\($0.code)" }), error_hl7_code = \(entry.error.map { $0.code.rawValue }),
+                error_location = \(location), error_text = \(entry.error?.text), warnings = \(entry.warnings),
+                resident_id = \(entry.residentID), applied_at = \(entry.status == .applied ? Date() : nil), attempts = attempts + 1
+            WHERE id = \(entry.id)
+            """, logger: logger)
+    }
+}
+
+/// MSH-3.1 and MSH-4.1 read from raw bytes before the message is decoded, to find the sender's
+/// default charset. Good enough for that: a GBK trail byte that equals a delimiter only matters
+/// inside a Chinese facility name, and the sender is resolved again from the decoded header.
+struct SenderPeek: Sendable {
+    var application = ""
+    var facility = ""
+
+    init(_ bytes: [UInt8]) {
+        guard bytes.count > 8, bytes.starts(with: Array("MSH".utf8)) else { return }
+        let separator = bytes[3]
+        var fields: [ArraySlice<UInt8>] = []
+        var start = 4
+        var index = 4
+        while index < bytes.count, fields.count < 4, bytes[index] != 0x0D, bytes[index] != 0x0A {
+            if bytes[index] == separator {
+                fields.append(bytes[start..<index])
+                start = index + 1
+            }
+            index += 1
+        }
+        if fields.count < 4 { fields.append(bytes[start..<index]) }
+        func first(_ n: Int) -> String {
+            guard n < fields.count else { return "" }
+            let component = fields[n].split(separator: UInt8(ascii: "^"), omittingEmptySubsequences: false).first ?? []
+            return String(decoding: component, as: UTF8.self)
+        }
+        application = first(1)
+        facility = first(2)
+    }
+}
