@@ -277,6 +277,53 @@ import Testing
     }
 }
 
+/// `qianyun hl7 send|replay|inspect`, run as the built binary against a running gateway.
+@Suite(needsDatabase) struct HL7CommandTests {
+    @Test(.enabled(if: CLITests.binary != nil, "the qianyun binary is not built"))
+    func sendReplayAndInspect() async throws {
+        try await withTestGateway { gateway in
+            let oru =
+                "MSH|^~\\&|LIS|5201020001|QY|GZ|20261125||ORU^R01|R-1|P|2.5\rPID|1||P9^^^5201020001^PI||王^五\rOBX|1|NM|GLU||5.6|mmol/L\r"
+            let file =
+                GatewayTests.adt(control: "S-1").replacingOccurrences(of: "\r", with: "\r\n")
+                + GatewayTests.adt(control: "S-2", localId: "P2", name: "冯^芳", idNumber: nil, facility: "GZXYY") + oru
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("qy-send-\(UUID().uuidString).hl7").path
+            try file.write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+
+            let sent = try CLITests.run(["hl7", "send", path, "--port", String(gateway.port)], database: gateway.database)
+            #expect(sent.status == 0, "\(sent.errors)")
+            #expect(sent.output.contains("S-1 AA") && sent.output.contains("S-2 AR 204") && sent.output.contains("R-1 AE 200"))
+            #expect(sent.output.contains("sent 3 messages on 1 connections"))
+
+            // The unknown sender is registered: a replay of the rejected message applies it, once.
+            try await gateway.postgres.query(
+                "INSERT INTO interop.senders (sending_facility, facility) VALUES ('GZXYY', '5201020001')", logger: TestDatabase.logger)
+            let replayed = try CLITests.run(["hl7", "replay", "--status", "rejected"], database: gateway.database, extra: gateway.keys)
+            #expect(replayed.status == 0, "\(replayed.errors)")
+            #expect(replayed.output.contains("rejected → applied AA"))
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 2)
+            #expect(try await gateway.count("SELECT attempts FROM interop.messages WHERE control_id = 'S-2'") == 2)
+            let again = try CLITests.run(["hl7", "replay", "--status", "rejected"], database: gateway.database, extra: gateway.keys)
+            #expect(again.output.contains("replayed 0 message(s)"))
+            // Still no handler for ORU: replayed, still unsupported, nothing applied.
+            let unsupported = try CLITests.run(["hl7", "replay"], database: gateway.database, extra: gateway.keys)
+            #expect(unsupported.output.contains("unsupported → unsupported AE 200"))
+
+            let tree = try CLITests.run(["hl7", "inspect", path], database: gateway.database)
+            #expect(tree.status == 0)
+            #expect(
+                tree.output.contains("# message 3") && tree.output.contains("PID-5  张^三")
+                    && tree.output.contains("PID-3(2).1  11010519491231002X"))
+            let id = try #require(
+                try await gateway.postgres.query("SELECT id FROM interop.messages WHERE control_id = 'R-1'", logger: TestDatabase.logger)
+                    .collect().first?.decode(UUID.self))
+            let stored = try CLITests.run(["hl7", "inspect", "--id", id.uuidString], database: gateway.database, extra: gateway.keys)
+            #expect(stored.output.contains("OBX-5  5.6"), "\(stored.errors)")
+        }
+    }
+}
+
 /// The operator's view of the inbox over HTTP.
 @Suite(needsDatabase) struct InboxAPITests {
     @Test func operatorsListStoredMessagesWithoutTheirContent() async throws {

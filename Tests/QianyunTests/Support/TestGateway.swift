@@ -15,6 +15,9 @@ struct TestGateway: Sendable {
     let port: Int
     let postgres: PostgresClient
     let protector: FieldProtector
+    let database: String
+    /// The keys the gateway seals with, for commands run against the same database.
+    let keys: [String: String]
 
     static let facility = "5201020001"
 
@@ -56,11 +59,13 @@ struct TestGateway: Sendable {
 }
 
 func withTestGateway<Result: Sendable>(_ body: @Sendable (TestGateway) async throws -> Result) async throws -> Result {
-    try await withTestDatabase { postgres, _ in
+    try await withTestDatabase { postgres, database in
         try await postgres.query(
             "INSERT INTO registry.facilities (code, name, level, division) VALUES ('5201020001', '贵州省人民医院', 'tertiary', '520102')",
             logger: TestDatabase.logger)
-        let configuration = try testConfiguration()
+        func key() -> String { Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString() }
+        let keys = ["QIANYUN_ENCRYPTION_KEYS": "k1:\(key())", "QIANYUN_PSEUDONYM_KEY": key(), "QIANYUN_JWT_SECRET": key()]
+        let configuration = try testConfiguration(keys)
         let protector = try QianyunServer.fieldProtector(configuration)
         let logger = TestDatabase.logger
         let residents = ResidentRegistry(client: postgres, protector: protector, logger: logger)
@@ -79,7 +84,7 @@ func withTestGateway<Result: Sendable>(_ body: @Sendable (TestGateway) async thr
             }
             var iterator = ports.makeAsyncIterator()
             let port = try #require(await iterator.next())
-            let result = try await body(TestGateway(port: port, postgres: postgres, protector: protector))
+            let result = try await body(TestGateway(port: port, postgres: postgres, protector: protector, database: database, keys: keys))
             group.cancelAll()
             return result
         }
