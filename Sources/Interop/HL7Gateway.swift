@@ -7,6 +7,7 @@ import Metrics
 import NIOCore
 import PostgresNIO
 import Registry
+import Synchronization
 
 /// The HL7 v2 gateway behind the MLLP listener. Its three promises:
 /// - it never acknowledges what it has not stored: the message, its outcome and its effects
@@ -28,6 +29,7 @@ public struct HL7Gateway: MLLPMessageHandler {
     let inbox: Inbox
     let maximumMessageBytes: Int
     let logger: Logger
+    let senders = SenderCache()
 
     public init(client: PostgresClient, protector: FieldProtector, router: HL7Router, maximumMessageBytes: Int, logger: Logger) {
         self.client = client
@@ -284,6 +286,7 @@ public struct HL7Gateway: MLLPMessageHandler {
     /// first, then any application), else an active facility whose code is MSH-4 itself.
     func resolveSender(application: String, facility: String) async throws -> (facility: String, charset: HL7Charset?)? {
         guard !facility.isEmpty else { return nil }
+        if let known = senders.lookup(application: application, facility: facility) { return known }
         let rows = try await client.query(
             """
             SELECT facility, default_charset FROM (
@@ -297,7 +300,9 @@ public struct HL7Gateway: MLLPMessageHandler {
         ).collect()
         guard let row = rows.first else { return nil }
         let (code, charset) = try row.decode((String, String?).self)
-        return (code, charset.flatMap { HL7Charset(msh18: $0) })
+        let sender = (facility: code, charset: charset.flatMap { HL7Charset(msh18: $0) })
+        senders.remember(application: application, facility: facility, sender)
+        return sender
     }
 
     /// What `hl7 replay` did with one stored message.
@@ -389,5 +394,30 @@ public struct HL7Gateway: MLLPMessageHandler {
     /// ACK control IDs: short enough for v2.3/2.4's 20-character MSH-10, unique without coordination.
     static func newControlID() -> String {
         "QY" + String(UInt64.random(in: 0...UInt64.max), radix: 36).uppercased()
+    }
+}
+
+/// Senders resolved in the last 30 seconds, so a busy connection does not ask PostgreSQL who it
+/// is for every message. Only resolved senders are kept: a sender registered after being refused
+/// is accepted at its next message; a change to a known sender takes effect within 30 seconds.
+final class SenderCache: Sendable {
+    typealias Sender = (facility: String, charset: HL7Charset?)
+    static let lifetime: TimeInterval = 30
+    private let entries = Mutex<[String: (expires: Date, sender: Sender)]>([:])
+
+    func lookup(application: String, facility: String) -> Sender? {
+        let key = application + "\u{1F}" + facility
+        return entries.withLock { entries in
+            guard let entry = entries[key], entry.expires > Date() else { return nil }
+            return entry.sender
+        }
+    }
+
+    func remember(application: String, facility: String, _ sender: Sender) {
+        entries.withLock { entries in
+            // Bounded: a flood of made-up MSH-4 values cannot grow it, since only resolved senders enter.
+            if entries.count > 10_000 { entries.removeAll() }
+            entries[application + "\u{1F}" + facility] = (Date().addingTimeInterval(Self.lifetime), sender)
+        }
     }
 }
