@@ -15,6 +15,13 @@ import Testing
         let errors: String
     }
 
+    /// Runs the command on a Dispatch thread: waiting for a child process on one of the few
+    /// cooperative threads would starve an in-process server the child talks to (on two cores
+    /// two such waits deadlock the gateway tests).
+    static func runOffPool(_ arguments: [String], database: String, extra: [String: String] = [:]) async throws -> Run {
+        try await offPool { try run(arguments, database: database, extra: extra) }
+    }
+
     static func run(_ arguments: [String], database: String, extra: [String: String] = [:]) throws -> Run {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try #require(binary, "build the qianyun product first"))
@@ -136,5 +143,12 @@ import Access
             #expect(noHeader.status != 0)
             #expect(noHeader.errors.contains("cannot read"))
         }
+    }
+}
+
+/// Runs blocking work (a child process and its pipes) outside Swift concurrency's cooperative pool.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
     }
 }

@@ -262,9 +262,12 @@ import Testing
             ]
             let output = Pipe()
             process.standardOutput = output
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
+            let data = try await offPool {
+                try process.run()
+                let data = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                return data
+            }
             #expect(process.terminationStatus == 0)
             let text = String(decoding: data, as: UTF8.self)
             #expect(text.components(separatedBy: "MSA|AA|PY-").count - 1 == 20)
@@ -291,7 +294,7 @@ import Testing
             try file.write(toFile: path, atomically: true, encoding: .utf8)
             defer { try? FileManager.default.removeItem(atPath: path) }
 
-            let sent = try CLITests.run(["hl7", "send", path, "--port", String(gateway.port)], database: gateway.database)
+            let sent = try await CLITests.runOffPool(["hl7", "send", path, "--port", String(gateway.port)], database: gateway.database)
             #expect(sent.status == 0, "\(sent.errors)")
             #expect(sent.output.contains("S-1 AA") && sent.output.contains("S-2 AR 204") && sent.output.contains("R-1 AE 200"))
             #expect(sent.output.contains("sent 3 messages on 1 connections"))
@@ -299,18 +302,20 @@ import Testing
             // The unknown sender is registered: a replay of the rejected message applies it, once.
             try await gateway.postgres.query(
                 "INSERT INTO interop.senders (sending_facility, facility) VALUES ('GZXYY', '5201020001')", logger: TestDatabase.logger)
-            let replayed = try CLITests.run(["hl7", "replay", "--status", "rejected"], database: gateway.database, extra: gateway.keys)
+            let replayed = try await CLITests.runOffPool(
+                ["hl7", "replay", "--status", "rejected"], database: gateway.database, extra: gateway.keys)
             #expect(replayed.status == 0, "\(replayed.errors)")
             #expect(replayed.output.contains("rejected → applied AA"))
             #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 2)
             #expect(try await gateway.count("SELECT attempts FROM interop.messages WHERE control_id = 'S-2'") == 2)
-            let again = try CLITests.run(["hl7", "replay", "--status", "rejected"], database: gateway.database, extra: gateway.keys)
+            let again = try await CLITests.runOffPool(
+                ["hl7", "replay", "--status", "rejected"], database: gateway.database, extra: gateway.keys)
             #expect(again.output.contains("replayed 0 message(s)"))
             // Still no handler for ORU: replayed, still unsupported, nothing applied.
-            let unsupported = try CLITests.run(["hl7", "replay"], database: gateway.database, extra: gateway.keys)
+            let unsupported = try await CLITests.runOffPool(["hl7", "replay"], database: gateway.database, extra: gateway.keys)
             #expect(unsupported.output.contains("unsupported → unsupported AE 200"))
 
-            let tree = try CLITests.run(["hl7", "inspect", path], database: gateway.database)
+            let tree = try await CLITests.runOffPool(["hl7", "inspect", path], database: gateway.database)
             #expect(tree.status == 0)
             #expect(
                 tree.output.contains("# message 3") && tree.output.contains("PID-5  张^三")
@@ -318,7 +323,8 @@ import Testing
             let id = try #require(
                 try await gateway.postgres.query("SELECT id FROM interop.messages WHERE control_id = 'R-1'", logger: TestDatabase.logger)
                     .collect().first?.decode(UUID.self))
-            let stored = try CLITests.run(["hl7", "inspect", "--id", id.uuidString], database: gateway.database, extra: gateway.keys)
+            let stored = try await CLITests.runOffPool(
+                ["hl7", "inspect", "--id", id.uuidString], database: gateway.database, extra: gateway.keys)
             #expect(stored.output.contains("OBX-5  5.6"), "\(stored.errors)")
         }
     }
