@@ -74,21 +74,24 @@ public struct HL7Gateway: MLLPMessageHandler {
         let peek = SenderPeek(bytes)
         var sender = try await resolveSender(application: peek.application, facility: peek.facility)
 
+        // HL7 v2 XML arrives on the same port; its ACKs go back as XML.
+        let xml = Self.looksLikeXML(bytes)
         let message: HL7Message
         do {
-            message = try HL7Message.parse(
-                bytes, options: HL7ParseOptions(maxMessageBytes: maximumMessageBytes, defaultCharset: sender?.charset))
+            message = try parse(bytes, xml: xml, defaultCharset: sender?.charset)
         } catch {
-            let ack = HL7Acknowledgement.reject(
-                unparseable: bytes, error: error, controlID: Self.newControlID(), timestamp: Self.now(), charset: sender?.charset ?? .utf8)
+            let ack = Self.encode(
+                HL7Acknowledgement.reject(
+                    unparseable: xml ? [] : bytes, error: error, controlID: Self.newControlID(), timestamp: Self.now(),
+                    charset: sender?.charset ?? .utf8), xml: xml)
             let entry = InboxEntry(
                 id: UUID.timeOrdered(), receivedAt: receivedAt, peerAddress: peer.address, facility: sender?.facility,
                 header: InboxHeader(peek: peek), contentHash: contentHash, byteCount: bytes.count,
                 raw: try protector.seal(bytes: bytes, context: Inbox.rawContext), status: .rejected, ackCode: .applicationReject,
-                commitAck: nil, ack: ack.encoded(), error: HL7ApplicationError(error.hl7Code, error.location, error.description),
+                commitAck: nil, ack: ack, error: HL7ApplicationError(error.hl7Code, error.location, error.description),
                 warnings: [], residentID: nil)
             try await storeAlone(entry)
-            return [ack.encoded()]
+            return [ack]
         }
 
         let header = message.header
@@ -107,7 +110,7 @@ public struct HL7Gateway: MLLPMessageHandler {
         // Refusals before application: stored, answered AR (CR in enhanced mode).
         if let refusal = Self.refusal(header, resolved: sender != nil) {
             entry.error = refusal
-            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: true)
+            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: true, xml: xml)
             try await storeAlone(entry)
             return Self.frames(entry)
         }
@@ -133,7 +136,7 @@ public struct HL7Gateway: MLLPMessageHandler {
             do {
                 let outcome = try await client.transaction(logger: logger) { connection -> InboxEntry? in
                     var entry = entry
-                    try await apply(message, route: route, context: context, to: &entry, mode: mode, on: connection)
+                    try await apply(message, route: route, context: context, to: &entry, mode: mode, xml: xml, on: connection)
                     return try await inbox.store(entry, on: connection) ? entry : nil
                 }
                 guard let outcome else {
@@ -161,14 +164,14 @@ public struct HL7Gateway: MLLPMessageHandler {
     /// kept with its error and nothing else; database conflicts propagate for a whole rerun.
     func apply(
         _ message: HL7Message, route: Result<any HL7Application, HL7ApplicationError>, context: HL7Context, to entry: inout InboxEntry,
-        mode: HL7AckMode, on connection: PostgresConnection
+        mode: HL7AckMode, xml: Bool = false, on connection: PostgresConnection
     ) async throws {
         let application: any HL7Application
         switch route {
         case .failure(let unsupported):
             entry.status = .unsupported
             entry.error = unsupported
-            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: false)
+            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: false, xml: xml)
             return
         case .success(let found): application = found
         }
@@ -205,11 +208,29 @@ public struct HL7Gateway: MLLPMessageHandler {
                     .applicationInternalError, HL7Location(segmentID: "MSH", segmentSequence: 1), "application internal error")
             }
         }
-        acknowledge(&entry, message, mode: mode, stored: true, applied: entry.status == .applied, refused: false)
+        acknowledge(&entry, message, mode: mode, stored: true, applied: entry.status == .applied, refused: false, xml: xml)
+    }
+
+    func parse(_ bytes: [UInt8], xml: Bool, defaultCharset: HL7Charset?) throws(HL7Error) -> HL7Message {
+        if xml { return try HL7XML.decode(bytes, options: HL7XML.Options(maxBytes: maximumMessageBytes)) }
+        return try HL7Message.parse(bytes, options: HL7ParseOptions(maxMessageBytes: maximumMessageBytes, defaultCharset: defaultCharset))
+    }
+
+    /// An XML document (after any BOM and whitespace) rather than ER7, which starts with `MSH`.
+    static func looksLikeXML(_ bytes: [UInt8]) -> Bool {
+        var index = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        while index < bytes.count, [0x20, 0x09, 0x0D, 0x0A].contains(bytes[index]) { index += 1 }
+        return index < bytes.count && bytes[index] == UInt8(ascii: "<")
+    }
+
+    static func encode(_ ack: HL7Message, xml: Bool) -> [UInt8] {
+        xml ? Array(HL7XML.encode(ack).utf8) : ack.encoded()
     }
 
     /// Fills the ACK code and frames for the entry's outcome.
-    func acknowledge(_ entry: inout InboxEntry, _ message: HL7Message, mode: HL7AckMode, stored: Bool, applied: Bool, refused: Bool) {
+    func acknowledge(
+        _ entry: inout InboxEntry, _ message: HL7Message, mode: HL7AckMode, stored: Bool, applied: Bool, refused: Bool, xml: Bool = false
+    ) {
         var issues: [HL7AckIssue] = []
         if let error = entry.error {
             issues.append(HL7AckIssue(code: error.code, severity: .error, location: error.location, message: error.text))
@@ -224,21 +245,22 @@ public struct HL7Gateway: MLLPMessageHandler {
         let timestamp = Self.now()
         switch mode {
         case .original:
-            entry.ack = HL7Acknowledgement.build(
-                for: message, code: code, controlID: Self.newControlID(), timestamp: timestamp, issues: issues
-            ).encoded()
+            entry.ack = Self.encode(
+                HL7Acknowledgement.build(for: message, code: code, controlID: Self.newControlID(), timestamp: timestamp, issues: issues),
+                xml: xml)
         case .enhanced(let accept, let applicationCondition):
             let commitCode: HL7AckCode = refused ? .commitReject : .commitAccept
             if accept.requiresAcknowledgement(success: commitCode == .commitAccept) {
-                entry.commitAck = HL7Acknowledgement.build(
-                    for: message, code: commitCode, controlID: Self.newControlID(), timestamp: timestamp,
-                    issues: refused ? issues : []
-                ).encoded()
+                entry.commitAck = Self.encode(
+                    HL7Acknowledgement.build(
+                        for: message, code: commitCode, controlID: Self.newControlID(), timestamp: timestamp, issues: refused ? issues : []),
+                    xml: xml)
             }
             if !refused, applicationCondition.requiresAcknowledgement(success: applied) {
-                entry.ack = HL7Acknowledgement.build(
-                    for: message, code: code, controlID: Self.newControlID(), timestamp: timestamp, issues: issues
-                ).encoded()
+                entry.ack = Self.encode(
+                    HL7Acknowledgement.build(
+                        for: message, code: code, controlID: Self.newControlID(), timestamp: timestamp, issues: issues),
+                    xml: xml)
             }
         }
     }
@@ -352,10 +374,10 @@ public struct HL7Gateway: MLLPMessageHandler {
         let bytes = try protector.openBytes(.init(keyID: keyID, bytes: Array(ciphertext)), context: Inbox.rawContext)
         let peek = SenderPeek(bytes)
         var sender = try await resolveSender(application: peek.application, facility: peek.facility)
+        let xml = Self.looksLikeXML(bytes)
         let message: HL7Message
         do {
-            message = try HL7Message.parse(
-                bytes, options: HL7ParseOptions(maxMessageBytes: maximumMessageBytes, defaultCharset: sender?.charset))
+            message = try parse(bytes, xml: xml, defaultCharset: sender?.charset)
         } catch {
             try await connection.query("UPDATE interop.messages SET attempts = attempts + 1 WHERE id = \(id)", logger: logger)
             return Replayed(id: id, before: status, after: status, ackCode: "AR", error: "\(error.code.rawValue): \(error)")
@@ -372,14 +394,15 @@ public struct HL7Gateway: MLLPMessageHandler {
             ackCode: .applicationReject, commitAck: nil, ack: nil, error: nil, warnings: [], residentID: nil)
         if let refusal = Self.refusal(header, resolved: sender != nil) {
             entry.error = refusal
-            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: true)
+            acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: true, xml: xml)
         } else {
             let context = HL7Context(
                 facility: sender!.facility,
                 principal: Principal(clientID: "hl7:\(sender!.facility)", role: .his, facility: sender!.facility),
                 messageID: id, today: ChinaDate.today())
             try await apply(
-                message, route: router.application(for: header.messageType), context: context, to: &entry, mode: mode, on: connection)
+                message, route: router.application(for: header.messageType), context: context, to: &entry, mode: mode, xml: xml,
+                on: connection)
         }
         try await inbox.update(entry, on: connection)
         return Replayed(

@@ -149,6 +149,24 @@ import Testing
         }
     }
 
+    @Test func anHL7XMLMessageIsAppliedAndAnsweredInXML() async throws {
+        try await withTestGateway { gateway in
+            let xml = HL7XML.encode(try HL7Message.parse(Self.adt(control: "X-1", localId: "PX1", name: "郑^洁", idNumber: nil)))
+            #expect(xml.contains("<PID.5>"))
+            let frames = try await gateway.send([Array(xml.utf8)])
+            let ack = String(decoding: try #require(frames.first), as: UTF8.self)
+            #expect(ack.hasPrefix("<?xml") || ack.hasPrefix("<ACK"))
+            #expect(try HL7XML.decode(ack)["MSA-1"] == "AA" && (try HL7XML.decode(ack)["MSA-2"]) == "X-1")
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents WHERE name = '郑洁'") == 1)
+            // XML that is not well-formed, or that declares a DTD, is kept and refused, in XML.
+            for bad in ["<ADT_A01><MSH>", "<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><ADT_A01/>"] {
+                let refused = String(decoding: try #require(try await gateway.send([Array(bad.utf8)]).first), as: UTF8.self)
+                #expect(try HL7XML.decode(refused)["MSA-1"] == "AR")
+            }
+            #expect(try await gateway.count("SELECT count(*) FROM interop.messages WHERE status = 'rejected'") == 2)
+        }
+    }
+
     @Test func enhancedModeGetsACommitAckThenAnApplicationAck() async throws {
         try await withTestGateway { gateway in
             let message = Self.adt(control: "E-1", extraMSH: "AL|AL")
