@@ -72,7 +72,9 @@ public struct HL7Gateway: MLLPMessageHandler {
         let receivedAt = Date()
         let contentHash = Array(SHA256.hash(data: bytes))
         let peek = SenderPeek(bytes)
-        var sender = try await resolveSender(application: peek.application, facility: peek.facility)
+        let certified = try await certifiedSender(peer)
+        var sender = certified
+        if sender == nil { sender = try await resolveSender(application: peek.application, facility: peek.facility) }
 
         // HL7 v2 XML arrives on the same port; its ACKs go back as XML.
         let xml = Self.looksLikeXML(bytes)
@@ -97,7 +99,7 @@ public struct HL7Gateway: MLLPMessageHandler {
         let header = message.header
         let application = header.sendingApplication.namespaceID
         let facilityName = header.sendingFacility.namespaceID
-        if application != peek.application || facilityName != peek.facility {
+        if certified == nil, application != peek.application || facilityName != peek.facility {
             sender = try await resolveSender(application: application, facility: facilityName)
         }
         let mode = HL7AckMode(message)
@@ -408,6 +410,20 @@ public struct HL7Gateway: MLLPMessageHandler {
         return Replayed(
             id: id, before: status, after: entry.status.rawValue, ackCode: entry.ackCode.rawValue,
             error: entry.error.map { "\($0.code.rawValue) at \(ADTRegistration.hl7Name($0.location)): \($0.text)" })
+    }
+
+    /// The sender a TLS client certificate is registered to, if the peer presented one that is.
+    func certifiedSender(_ peer: MLLPPeer) async throws -> (facility: String, charset: HL7Charset?)? {
+        guard let hash = peer.certificateSHA256 else { return nil }
+        let rows = try await client.query(
+            """
+            SELECT s.facility, s.default_charset FROM interop.senders s JOIN registry.facilities f ON f.code = s.facility AND f.active
+            WHERE s.certificate_sha256 = \(hash)
+            """, logger: logger
+        ).collect()
+        guard let row = rows.first else { return nil }
+        let (code, charset) = try row.decode((String, String?).self)
+        return (code, charset.flatMap { HL7Charset(msh18: $0) })
     }
 
     static func now() -> HL7DateTime {

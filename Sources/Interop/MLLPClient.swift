@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A minimal MLLP sender for `qianyun hl7 send` and the benchmarks: one connection, one message
 /// at a time, each answered by one or more framed replies.
@@ -18,11 +19,18 @@ public struct MLLPClient: Sendable {
 
     let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
-    public static func connect(host: String, port: Int, maximumFrameBytes: Int = 16 << 20) async throws -> MLLPClient {
+    /// Connects, over TLS when `tls` is given (with a client certificate if it carries one).
+    public static func connect(host: String, port: Int, tls: TLSConfiguration? = nil, maximumFrameBytes: Int = 16 << 20) async throws
+        -> MLLPClient
+    {
+        let context = try tls.map { try NIOSSLContext(configuration: $0) }
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: maximumFrameBytes)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MLLPFrameEncoder()))

@@ -1,14 +1,19 @@
+import Crypto
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// Who is on the other end of an MLLP connection, as far as the transport knows.
 public struct MLLPPeer: Sendable {
     public let address: String?
+    /// SHA-256 (hex) of the client certificate's DER, when the client presented one over TLS.
+    public let certificateSHA256: String?
 
-    public init(address: String?) {
+    public init(address: String?, certificateSHA256: String? = nil) {
         self.address = address
+        self.certificateSHA256 = certificateSHA256
     }
 }
 
@@ -23,13 +28,19 @@ public struct MLLPConfiguration: Sendable {
     public var port: Int
     public var maximumMessageBytes: Int
     public var idleTimeout: TimeAmount
+    /// MLLP over TLS when set; with `certificateVerification` on, clients must present a
+    /// certificate the trust roots accept, and it identifies the sender.
+    public var tls: TLSConfiguration?
 
-    public init(host: String = "127.0.0.1", port: Int = 2575, maximumMessageBytes: Int = 16 << 20, idleTimeout: TimeAmount = .seconds(300))
-    {
+    public init(
+        host: String = "127.0.0.1", port: Int = 2575, maximumMessageBytes: Int = 16 << 20, idleTimeout: TimeAmount = .seconds(300),
+        tls: TLSConfiguration? = nil
+    ) {
         self.host = host
         self.port = port
         self.maximumMessageBytes = maximumMessageBytes
         self.idleTimeout = idleTimeout
+        self.tls = tls
     }
 }
 
@@ -54,12 +65,14 @@ public struct MLLPServer: Service {
     public func run() async throws {
         let maximum = configuration.maximumMessageBytes
         let idle = configuration.idleTimeout
+        let tls = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idle))
                     try channel.pipeline.syncOperations.addHandler(IdleConnectionCloser())
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: maximum)))
@@ -88,11 +101,14 @@ public struct MLLPServer: Service {
     }
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        let peer = MLLPPeer(address: connection.channel.remoteAddress?.ipAddress)
+        let address = connection.channel.remoteAddress?.ipAddress
+        var peer: MLLPPeer?
         do {
             try await connection.executeThenClose { inbound, outbound in
                 for try await message in inbound {
-                    for reply in await handler.handle(message: message, from: peer) {
+                    // The handshake is over once a message has arrived: the certificate is known.
+                    if peer == nil { peer = MLLPPeer(address: address, certificateSHA256: await Self.certificateHash(connection.channel)) }
+                    for reply in await handler.handle(message: message, from: peer!) {
                         try await outbound.write(reply)
                     }
                 }
@@ -102,6 +118,15 @@ public struct MLLPServer: Service {
         } catch {
             logger.debug("MLLP connection ended", metadata: ["error.type": "\(type(of: error))"])
         }
+    }
+}
+
+extension MLLPServer {
+    static func certificateHash(_ channel: any Channel) async -> String? {
+        guard let certificate = try? await channel.nioSSL_peerCertificate().get(), let der = try? certificate.toDERBytes() else {
+            return nil
+        }
+        return SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined()
     }
 }
 

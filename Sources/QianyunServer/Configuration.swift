@@ -36,6 +36,10 @@ public struct Configuration: Sendable {
     public var pseudonymKey: SymmetricKey?
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
+    public var mllpTLSCertificatePath: String?
+    public var mllpTLSKeyPath: String?
+    /// When set, MLLP clients must present a certificate issued by one of these CAs.
+    public var mllpTLSClientCAPath: String?
     public var maximumBodyBytes = 1 << 20
     public var schemasDirectory: String
     public var migrateOnStart = true
@@ -50,6 +54,7 @@ public struct Configuration: Sendable {
         "QIANYUN_TOKEN_TTL_SECONDS", "QIANYUN_ENCRYPTION_KEYS", "QIANYUN_ENCRYPTION_KEY_ID", "QIANYUN_PSEUDONYM_KEY",
         "QIANYUN_TLS_CERT", "QIANYUN_TLS_KEY", "QIANYUN_MAX_BODY_BYTES", "QIANYUN_SCHEMAS_DIR", "QIANYUN_MIGRATE_ON_START",
         "QIANYUN_DB_POOL_SIZE", "QIANYUN_AUTH_LOCK_AFTER_FAILURES", "QIANYUN_AUTH_LOCK_SECONDS", "QIANYUN_CONFIG_FILE",
+        "QIANYUN_MLLP_TLS_CERT", "QIANYUN_MLLP_TLS_KEY", "QIANYUN_MLLP_TLS_CLIENT_CA",
     ]
 
     public init(schemasDirectory: String) {
@@ -158,7 +163,23 @@ public struct Configuration: Sendable {
                 configuration.tlsCertificatePath == nil ? "QIANYUN_TLS_CERT" : "QIANYUN_TLS_KEY",
                 "TLS needs both QIANYUN_TLS_CERT and QIANYUN_TLS_KEY")
         }
-        for (key, path) in [("QIANYUN_TLS_CERT", configuration.tlsCertificatePath), ("QIANYUN_TLS_KEY", configuration.tlsKeyPath)] {
+        configuration.mllpTLSCertificatePath = text("QIANYUN_MLLP_TLS_CERT")
+        configuration.mllpTLSKeyPath = text("QIANYUN_MLLP_TLS_KEY")
+        configuration.mllpTLSClientCAPath = text("QIANYUN_MLLP_TLS_CLIENT_CA")
+        if (configuration.mllpTLSCertificatePath == nil) != (configuration.mllpTLSKeyPath == nil) {
+            throw ConfigurationError(
+                configuration.mllpTLSCertificatePath == nil ? "QIANYUN_MLLP_TLS_CERT" : "QIANYUN_MLLP_TLS_KEY",
+                "MLLP over TLS needs both QIANYUN_MLLP_TLS_CERT and QIANYUN_MLLP_TLS_KEY")
+        }
+        if configuration.mllpTLSClientCAPath != nil, configuration.mllpTLSCertificatePath == nil {
+            throw ConfigurationError(
+                "QIANYUN_MLLP_TLS_CLIENT_CA", "client certificates need MLLP over TLS (QIANYUN_MLLP_TLS_CERT and _KEY)")
+        }
+        for (key, path) in [
+            ("QIANYUN_TLS_CERT", configuration.tlsCertificatePath), ("QIANYUN_TLS_KEY", configuration.tlsKeyPath),
+            ("QIANYUN_MLLP_TLS_CERT", configuration.mllpTLSCertificatePath), ("QIANYUN_MLLP_TLS_KEY", configuration.mllpTLSKeyPath),
+            ("QIANYUN_MLLP_TLS_CLIENT_CA", configuration.mllpTLSClientCAPath),
+        ] {
             if let path, !FileManager.default.isReadableFile(atPath: path) {
                 throw ConfigurationError(key, "cannot read \(path)")
             }

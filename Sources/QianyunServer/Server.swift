@@ -99,7 +99,7 @@ public enum QianyunServer {
             configuration: MLLPConfiguration(
                 host: configuration.mllpHost, port: configuration.mllpPort,
                 maximumMessageBytes: configuration.mllpMaximumMessageBytes,
-                idleTimeout: .seconds(Int64(configuration.mllpIdleTimeoutSeconds))),
+                idleTimeout: .seconds(Int64(configuration.mllpIdleTimeoutSeconds)), tls: try mllpTLS(configuration)),
             handler: HL7Gateway(
                 client: postgres, protector: protector, router: hl7Routes(residents: residents, merges: merges),
                 maximumMessageBytes: configuration.mllpMaximumMessageBytes, logger: logger),
@@ -168,4 +168,18 @@ public func hl7Routes(residents: ResidentRegistry, merges: MergeService) -> HL7R
     var router = HL7Router()
     router.route("ADT", ADTRegistration.triggers, to: ADTRegistration(registry: residents, merges: merges))
     return router
+}
+
+/// MLLP over TLS from QIANYUN_MLLP_TLS_*: with a client CA, clients must present a certificate
+/// it issued (mutual TLS), and `interop.senders.certificate_sha256` can bind it to a facility.
+public func mllpTLS(_ configuration: Configuration) throws -> TLSConfiguration? {
+    guard let certificate = configuration.mllpTLSCertificatePath, let key = configuration.mllpTLSKeyPath else { return nil }
+    let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+    var tls = TLSConfiguration.makeServerConfiguration(
+        certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+    if let authority = configuration.mllpTLSClientCAPath {
+        tls.trustRoots = .file(authority)
+        tls.certificateVerification = .noHostnameVerification
+    }
+    return tls
 }

@@ -4,6 +4,7 @@ import Interop
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PostgresNIO
 import QianyunServer
 import Registry
@@ -58,7 +59,9 @@ struct TestGateway: Sendable {
     }
 }
 
-func withTestGateway<Result: Sendable>(_ body: @Sendable (TestGateway) async throws -> Result) async throws -> Result {
+func withTestGateway<Result: Sendable>(
+    tls: TLSConfiguration? = nil, _ body: @Sendable (TestGateway) async throws -> Result
+) async throws -> Result {
     try await withTestDatabase { postgres, database in
         try await postgres.query(
             "INSERT INTO registry.facilities (code, name, level, division) VALUES ('5201020001', '贵州省人民医院', 'tertiary', '520102')",
@@ -75,7 +78,8 @@ func withTestGateway<Result: Sendable>(_ body: @Sendable (TestGateway) async thr
             maximumMessageBytes: 1 << 20, logger: logger)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let server = MLLPServer(
-            configuration: MLLPConfiguration(host: "127.0.0.1", port: 0, maximumMessageBytes: 1 << 20), handler: gateway, logger: logger,
+            configuration: MLLPConfiguration(host: "127.0.0.1", port: 0, maximumMessageBytes: 1 << 20, tls: tls), handler: gateway,
+            logger: logger,
             onBound: { continuation.yield($0) })
         return try await withThrowingTaskGroup(of: Result?.self) { group in
             group.addTask {
