@@ -41,12 +41,13 @@ public struct ADTRegistration: HL7Application {
         }
         var draft = patient.draft
         draft.facility = context.facility
-        let result = try await registry.register(draft, by: context.principal, requestID: requestID, today: context.today, on: connection)
+        let outcome = try await registry.registerOutcome(
+            draft, by: context.principal, requestID: requestID, today: context.today, on: connection)
         var warnings = patient.warnings
-        if result.match.kind == RegistrationOutcome.Kind.review {
+        if outcome.kind == RegistrationOutcome.Kind.review {
             warnings.append("registered as a new resident; a possible duplicate waits on the matching review queue")
         }
-        return HL7Applied(residentID: UUID(uuidString: result.resident.id), warnings: warnings)
+        return HL7Applied(residentID: outcome.residentId.flatMap(UUID.init(uuidString:)), warnings: warnings)
     }
 
     func merge(_ message: HL7Message, _ patient: PatientDemographics, context: HL7Context, on connection: PostgresConnection)

@@ -117,14 +117,16 @@ public struct HL7Gateway: MLLPMessageHandler {
             return Self.frames(entry)
         }
         let facility = sender!.facility
+        var reused = false
         if !header.controlID.isEmpty {
-            let stored = try await client.withConnection { connection in
-                try await inbox.resend(facility: facility, controlID: header.controlID, contentHash: contentHash, on: connection)
+            let found = try await client.withConnection { connection in
+                try await inbox.lookup(facility: facility, controlID: header.controlID, contentHash: contentHash, on: connection)
             }
-            if let stored {
+            if let stored = found.stored {
                 Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", "resend"), ("ack", "stored")]).increment()
                 return [stored.commitAck, stored.ack].compactMap { $0 }
             }
+            reused = found.reused
         }
 
         let context = HL7Context(
@@ -136,10 +138,20 @@ public struct HL7Gateway: MLLPMessageHandler {
         while true {
             attempt += 1
             do {
-                let outcome = try await client.transaction(logger: logger) { connection -> InboxEntry? in
-                    var entry = entry
-                    try await apply(message, route: route, context: context, to: &entry, mode: mode, xml: xml, on: connection)
-                    return try await inbox.store(entry, on: connection) ? entry : nil
+                let outcome: InboxEntry?
+                do {
+                    outcome = try await client.transaction(logger: logger) { connection -> InboxEntry? in
+                        var entry = entry
+                        try await apply(
+                            message, route: route, context: context, to: &entry, mode: mode, xml: xml, reused: reused, savepoint: false,
+                            on: connection)
+                        return try await inbox.store(entry, on: connection) ? entry : nil
+                    }
+                } catch let failure as ApplicationFailure {
+                    // The message's effects rolled back with the transaction; the message is kept with its error.
+                    outcome = try await client.transaction(logger: logger) { connection in
+                        try await inbox.store(failure.entry, on: connection) ? failure.entry : nil
+                    }
                 }
                 guard let outcome else {
                     // An identical message committed first: its ACK is the answer.
@@ -162,11 +174,20 @@ public struct HL7Gateway: MLLPMessageHandler {
         }
     }
 
-    /// Applies inside the transaction. Content errors roll back to a savepoint, so the message is
-    /// kept with its error and nothing else; database conflicts propagate for a whole rerun.
+    /// A content error found while applying without a savepoint: the transaction must roll back,
+    /// and `entry` (status failed, its ACK built) is stored on its own.
+    struct ApplicationFailure: Error {
+        let entry: InboxEntry
+    }
+
+    /// Applies inside the transaction. Content errors either roll back to a savepoint (replay), or,
+    /// on the gateway's hot path where the savepoint's two round trips would cost every message,
+    /// throw `ApplicationFailure` so the caller rolls back and stores the message alone. Either way
+    /// the message is kept with its error and nothing else; database conflicts propagate for a
+    /// whole rerun. `reused` says whether the control ID came before with other bytes (nil: look).
     func apply(
         _ message: HL7Message, route: Result<any HL7Application, HL7ApplicationError>, context: HL7Context, to entry: inout InboxEntry,
-        mode: HL7AckMode, xml: Bool = false, on connection: PostgresConnection
+        mode: HL7AckMode, xml: Bool = false, reused knownReuse: Bool? = nil, savepoint: Bool = true, on connection: PostgresConnection
     ) async throws {
         let application: any HL7Application
         switch route {
@@ -181,26 +202,30 @@ public struct HL7Gateway: MLLPMessageHandler {
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.patientLockClass), hashtext(\(key)))", logger: logger)
         }
         // The same control ID with other bytes: another message from a sender that reuses IDs.
-        let reused = try await connection.query(
-            """
-            SELECT 1 FROM interop.messages
-            WHERE facility = \(context.facility) AND control_id = \(entry.header.controlID) AND id <> \(entry.id) LIMIT 1
-            """, logger: logger
-        ).collect()
-        try await connection.query("SAVEPOINT apply", logger: logger)
+        var reused = knownReuse ?? false
+        if knownReuse == nil {
+            reused =
+                !(try await connection.query(
+                    """
+                    SELECT 1 FROM interop.messages
+                    WHERE facility = \(context.facility) AND control_id = \(entry.header.controlID) AND id <> \(entry.id) LIMIT 1
+                    """, logger: logger
+                ).collect().isEmpty)
+        }
+        if savepoint { try await connection.query("SAVEPOINT apply", logger: logger) }
         do {
             let applied = try await application.apply(message, context: context, on: connection)
-            try await connection.query("RELEASE SAVEPOINT apply", logger: logger)
+            if savepoint { try await connection.query("RELEASE SAVEPOINT apply", logger: logger) }
             entry.status = .applied
             entry.residentID = applied.residentID
             entry.warnings = applied.warnings
-            if !reused.isEmpty {
+            if reused {
                 entry.warnings.append("control ID \(entry.header.controlID ?? "") was used before for a different message")
             }
         } catch let error as PSQLError where Self.isTransient(error) {
             throw error
         } catch {
-            try await connection.query("ROLLBACK TO SAVEPOINT apply", logger: logger)
+            if savepoint { try await connection.query("ROLLBACK TO SAVEPOINT apply", logger: logger) }
             entry.status = .failed
             if let failure = error as? HL7ApplicationError {
                 entry.error = failure
@@ -208,6 +233,11 @@ public struct HL7Gateway: MLLPMessageHandler {
                 logger.error("HL7 application failed", metadata: ["error.type": "\(String(reflecting: type(of: error)))"])
                 entry.error = HL7ApplicationError(
                     .applicationInternalError, HL7Location(segmentID: "MSH", segmentSequence: 1), "application internal error")
+            }
+            if !savepoint {
+                entry.warnings = []
+                acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: false, xml: xml)
+                throw ApplicationFailure(entry: entry)
             }
         }
         acknowledge(&entry, message, mode: mode, stored: true, applied: entry.status == .applied, refused: false, xml: xml)

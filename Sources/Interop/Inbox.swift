@@ -69,16 +69,27 @@ struct Inbox: Sendable {
     func resend(facility: String, controlID: String, contentHash: [UInt8], on connection: PostgresConnection) async throws
         -> (commitAck: [UInt8]?, ack: [UInt8]?)?
     {
+        try await lookup(facility: facility, controlID: controlID, contentHash: contentHash, on: connection).stored
+    }
+
+    /// In one round trip: the stored ACKs if these bytes came before (counting the attempt), and
+    /// whether the control ID was used before for other bytes.
+    func lookup(facility: String, controlID: String, contentHash: [UInt8], on connection: PostgresConnection) async throws
+        -> (stored: (commitAck: [UInt8]?, ack: [UInt8]?)?, reused: Bool)
+    {
         let rows = try await connection.query(
             """
-            UPDATE interop.messages SET attempts = attempts + 1
-            WHERE facility = \(facility) AND control_id = \(controlID) AND content_hash = \(Data(contentHash))
-            RETURNING commit_ack, ack
+            WITH hit AS (
+                UPDATE interop.messages SET attempts = attempts + 1
+                WHERE facility = \(facility) AND control_id = \(controlID) AND content_hash = \(Data(contentHash))
+                RETURNING commit_ack, ack
+            )
+            SELECT EXISTS (SELECT 1 FROM hit), (SELECT commit_ack FROM hit LIMIT 1), (SELECT ack FROM hit LIMIT 1),
+                   EXISTS (SELECT 1 FROM interop.messages WHERE facility = \(facility) AND control_id = \(controlID))
             """, logger: logger
         ).collect()
-        guard let row = rows.first else { return nil }
-        let (commit, ack) = try row.decode((Data?, Data?).self)
-        return (commit.map(Array.init), ack.map(Array.init))
+        let (hit, commit, ack, used) = try rows[0].decode((Bool, Data?, Data?, Bool).self)
+        return (hit ? (commit.map(Array.init), ack.map(Array.init)) : nil, used && !hit)
     }
 
     /// Stores the entry; false when an identical message (same facility, MSH-10 and bytes)

@@ -114,21 +114,23 @@ public struct ResidentRegistry: Sendable {
         }
     }
 
-    /// Registers inside the caller's transaction (the HL7 gateway commits the message with it).
-    /// A unique violation from a concurrent registration of the same facility id aborts that
-    /// transaction: the caller retries it whole.
-    public func register(
+    /// Registers inside the caller's transaction (the HL7 gateway commits the message with it) and
+    /// answers with the match outcome only, without reading the resident back. A unique violation
+    /// from a concurrent registration of the same facility id aborts that transaction: the caller
+    /// retries it whole.
+    public func registerOutcome(
         _ draft: ResidentDraft, by principal: Principal, requestID: String?, today: Int = ChinaDate.today(),
         on connection: PostgresConnection
-    ) async throws -> RegistrationResult {
+    ) async throws -> RegistrationOutcome {
         let (facility, localId) = try Self.registeringFacility(draft, principal: principal)
         let record = try ResidentValidation.validate(draft, today: today)
-        let registration = Registration(facility: facility, localId: localId, record: record, source: "hl7")
-        return try await register(registration, by: principal, requestID: requestID, on: connection)
+        return try await registered(
+            Registration(facility: facility, localId: localId, record: record, source: "hl7"), by: principal, requestID: requestID,
+            on: connection)
     }
 
-    private func register(_ registration: Registration, by principal: Principal, requestID: String?, on connection: PostgresConnection)
-        async throws -> RegistrationResult
+    private func registered(_ registration: Registration, by principal: Principal, requestID: String?, on connection: PostgresConnection)
+        async throws -> RegistrationOutcome
     {
         let outcome = try await registrar.register(
             [registration], actor: principal, requestID: requestID, purpose: "registration", on: connection)[0]
@@ -136,6 +138,13 @@ public struct ResidentRegistry: Sendable {
             let reason = outcome.reason ?? "rejected"
             throw RegistryError.invalid(field: reason.hasPrefix("guardian") ? "guardian.residentId" : "facility", reason: reason)
         }
+        return outcome
+    }
+
+    private func register(_ registration: Registration, by principal: Principal, requestID: String?, on connection: PostgresConnection)
+        async throws -> RegistrationResult
+    {
+        let outcome = try await registered(registration, by: principal, requestID: requestID, on: connection)
         let id = UUID(uuidString: outcome.residentId!)!
         let resident = try await load(id, on: connection)
         return RegistrationResult(resident: resident.view(identifiers: try await identifiers(of: id, on: connection)), match: outcome)
