@@ -107,6 +107,7 @@ let package = Package(
             dependencies: [
                 "QianyunServer", "Access", "HL7v2", "Interop", "Registry", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // Matching-quality benchmark on a synthetic population (bench/match runs it beside a peer).

@@ -3,6 +3,7 @@ import Foundation
 import HL7v2
 import Interop
 import Logging
+import NIOSSL
 import PostgresNIO
 import QianyunServer
 import Registry
@@ -65,8 +66,14 @@ struct HL7: AsyncParsableCommand {
         @Option(help: "Connections sending at once; messages are dealt out round-robin.") var connections = 1
         @Option(help: "Send the whole file this many times.") var `repeat` = 1
         @Flag(help: "Print only the summary.") var quiet = false
+        @Flag(help: "MLLP over TLS.") var tls = false
+        @Option(help: "PEM CA bundle the gateway's certificate must chain to (implies --tls; default: the system's).")
+        var tlsCA: String?
+        @Option(help: "PEM client certificate for mutual TLS (implies --tls; with --tls-key).") var tlsCert: String?
+        @Option(help: "PEM key of the client certificate.") var tlsKey: String?
 
         func validate() throws {
+            guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
             guard (1...1024).contains(connections) else { throw ValidationError("--connections must be from 1 to 1024") }
             guard (1...100_000).contains(`repeat`) else { throw ValidationError("--repeat must be from 1 to 100000") }
         }
@@ -77,6 +84,7 @@ struct HL7: AsyncParsableCommand {
             guard !messages.isEmpty else { throw StartupFailure(message: "no HL7 v2 messages (segments starting MSH) in \(file)") }
             let all = Array(repeatElement(messages, count: `repeat`).joined())
             let (host, port, quiet, connections) = (self.host, self.port, self.quiet, self.connections)
+            let tlsConfiguration = try clientTLS()
             let tally = SendTally()
             let clock = ContinuousClock()
             let started = clock.now
@@ -85,7 +93,7 @@ struct HL7: AsyncParsableCommand {
                     let share = stride(from: lane, to: all.count, by: connections).map { all[$0] }
                     group.addTask {
                         do {
-                            let client = try await MLLPClient.connect(host: host, port: port)
+                            let client = try await MLLPClient.connect(host: host, port: port, tls: tlsConfiguration)
                             try await client.run { send in
                                 for message in share {
                                     let began = clock.now
@@ -120,6 +128,20 @@ struct HL7: AsyncParsableCommand {
                     sorted.count, connections, seconds, Double(sorted.count) / max(seconds, 1e-9), summary, percentile(0.5),
                     percentile(0.99)))
             if tally.unanswered.withLock({ $0 }) > 0 || sorted.count < all.count { throw ExitCode(1) }
+        }
+
+        /// The gateway's certificate is checked against the CA (or the system's roots); its host
+        /// name is not, since gateways are usually addressed by IP inside a hospital network.
+        func clientTLS() throws -> TLSConfiguration? {
+            guard tls || tlsCA != nil || tlsCert != nil else { return nil }
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .noHostnameVerification
+            if let tlsCA { configuration.trustRoots = .file(tlsCA) }
+            if let tlsCert, let tlsKey {
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(tlsCert).map { .certificate($0) }
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: tlsKey, format: .pem))
+            }
+            return configuration
         }
     }
 

@@ -95,6 +95,22 @@ import Testing
                 try await plain.run { send in _ = try await send(message, 1) }
             }
             #expect(try await gateway.count("SELECT count(*) FROM interop.messages") == 1)
+
+            // `qianyun hl7 send` over mutual TLS, as an integrator would use it.
+            if CLITests.binary != nil {
+                let path = certificates.directory + "/a04.hl7"
+                try GatewayTests.adt(control: "TLS-2", localId: "T2", name: "罗^敏", idNumber: nil, facility: "NOT-A-FACILITY")
+                    .write(toFile: path, atomically: true, encoding: .utf8)
+                let sent = try await CLITests.runOffPool(
+                    [
+                        "hl7", "send", path, "--port", String(gateway.port), "--tls-ca", certificates.ca, "--tls-cert",
+                        certificates.certificate("client"), "--tls-key", certificates.key("client"),
+                    ], database: gateway.database)
+                #expect(sent.output.contains("TLS-2 AA"), "\(sent.output) \(sent.errors)")
+                let refused = try await CLITests.runOffPool(
+                    ["hl7", "send", path, "--port", String(gateway.port), "--tls-ca", certificates.ca], database: gateway.database)
+                #expect(refused.status == 1)
+            }
         }
     }
 }
