@@ -68,6 +68,15 @@ public struct HL7Location: Sendable, Hashable, CustomStringConvertible {
         self.byteOffset = byteOffset
     }
 
+    /// The HL7 name of the field, as an integrator writes it: `PID-3(2)` (repetition shown
+    /// after the first), `MSH`, or `message` when nothing is known.
+    public var fieldPath: String {
+        guard let segmentID else { return "message" }
+        var name = segmentID + (field.map { "-\($0)" } ?? "")
+        if let repetition, repetition > 1 { name += "(\(repetition))" }
+        return name
+    }
+
     public var description: String {
         var parts: [String] = []
         if let segmentIndex { parts.append("segment #\(segmentIndex)") }

@@ -81,21 +81,15 @@ public struct ADTRegistration: HL7Application {
             let key = field.split(separator: ".").first.map(String.init) ?? field
             let location = sources[field] ?? sources[key] ?? pid
             let code: HL7ErrorCode = field == "sex" || field == "ethnicity" ? .tableValueNotFound : .dataTypeError
-            return HL7ApplicationError(code, location, "\(Self.hl7Name(location)) (\(field)) \(reason)")
+            return HL7ApplicationError(code, location, "\(location.fieldPath) (\(field)) \(reason)")
         case .identityNumber(let problems):
             let location = sources["idNumber"] ?? pid
             return HL7ApplicationError(
                 .dataTypeError, location,
-                "\(Self.hl7Name(location)) identity number: " + problems.map(\.message).joined(separator: "; "))
+                "\(location.fieldPath) identity number: " + problems.map(\.message).joined(separator: "; "))
         case .notFound(let what): return HL7ApplicationError(.unknownKeyIdentifier, pid, "\(what) was not found")
         case .duplicate(let what): return HL7ApplicationError(.duplicateKeyIdentifier, pid, "\(what) already exists")
         case .conflict(let code, let detail): return HL7ApplicationError(.applicationInternalError, pid, "\(code): \(detail)")
         }
-    }
-
-    static func hl7Name(_ location: HL7Location) -> String {
-        var name = (location.segmentID ?? "PID") + (location.field.map { "-\($0)" } ?? "")
-        if let repetition = location.repetition, repetition > 1 { name += "(\(repetition))" }
-        return name
     }
 }

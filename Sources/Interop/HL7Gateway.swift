@@ -47,7 +47,7 @@ public struct HL7Gateway: MLLPMessageHandler {
         } catch {
             // Nothing was stored: say so, so the sender keeps the message and sends it again.
             logger.error("HL7 message not stored", metadata: ["error.type": "\(String(reflecting: type(of: error)))"])
-            Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", "not-stored"), ("ack", "AR")]).increment()
+            Self.count(status: "not-stored", ack: "AR")
             return [ByteBuffer(bytes: Self.notStored(bytes))]
         }
     }
@@ -71,17 +71,11 @@ public struct HL7Gateway: MLLPMessageHandler {
     func process(_ bytes: [UInt8], peer: MLLPPeer) async throws -> [[UInt8]] {
         let receivedAt = Date()
         let contentHash = Array(SHA256.hash(data: bytes))
-        let peek = SenderPeek(bytes)
-        let certified = try await certifiedSender(peer)
-        var sender = certified
-        if sender == nil { sender = try await resolveSender(application: peek.application, facility: peek.facility) }
-
-        // HL7 v2 XML arrives on the same port; its ACKs go back as XML.
-        let xml = Self.looksLikeXML(bytes)
+        let (parsed, sender, peek, xml) = try await read(bytes, trusted: try await certifiedSender(peer))
         let message: HL7Message
-        do {
-            message = try parse(bytes, xml: xml, defaultCharset: sender?.charset)
-        } catch {
+        switch parsed {
+        case .success(let decoded): message = decoded
+        case .failure(let error):
             let ack = Self.encode(
                 HL7Acknowledgement.reject(
                     unparseable: xml ? [] : bytes, error: error, controlID: Self.newControlID(), timestamp: Self.now(),
@@ -97,11 +91,6 @@ public struct HL7Gateway: MLLPMessageHandler {
         }
 
         let header = message.header
-        let application = header.sendingApplication.namespaceID
-        let facilityName = header.sendingFacility.namespaceID
-        if certified == nil, application != peek.application || facilityName != peek.facility {
-            sender = try await resolveSender(application: application, facility: facilityName)
-        }
         let mode = HL7AckMode(message)
         var entry = InboxEntry(
             id: UUID.timeOrdered(), receivedAt: receivedAt, peerAddress: peer.address, facility: sender?.facility,
@@ -123,7 +112,7 @@ public struct HL7Gateway: MLLPMessageHandler {
                 try await inbox.lookup(facility: facility, controlID: header.controlID, contentHash: contentHash, on: connection)
             }
             if let stored = found.stored {
-                Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", "resend"), ("ack", "stored")]).increment()
+                Self.count(status: "resend", ack: "stored")
                 return [stored.commitAck, stored.ack].compactMap { $0 }
             }
             reused = found.reused
@@ -161,11 +150,7 @@ public struct HL7Gateway: MLLPMessageHandler {
                         return [stored?.commitAck, stored?.ack].compactMap { $0 }
                     }
                 }
-                Counter(
-                    label: "qianyun_hl7_messages_total",
-                    dimensions: [("status", outcome.status.rawValue), ("ack", outcome.ackCode.rawValue)]
-                )
-                .increment()
+                Self.count(status: outcome.status.rawValue, ack: outcome.ackCode.rawValue)
                 return Self.frames(outcome)
             } catch let error as PSQLError where attempt < 5 && Self.isTransient(error) {
                 // A concurrent registration of the same patient or a deadlock: run the message again.
@@ -241,6 +226,32 @@ public struct HL7Gateway: MLLPMessageHandler {
             }
         }
         acknowledge(&entry, message, mode: mode, stored: true, applied: entry.status == .applied, refused: false, xml: xml)
+    }
+
+    typealias Sender = (facility: String, charset: HL7Charset?)
+
+    /// Decodes a frame and finds its sender. A `trusted` sender (a client certificate's, or the
+    /// one recorded when a stored message was received) wins; otherwise MSH-3/MSH-4, peeked from
+    /// the raw bytes for the default charset, then resolved again from the decoded header when
+    /// decoding changed them. HL7 v2 XML arrives on the same port; its ACKs go back as XML.
+    func read(_ bytes: [UInt8], trusted: Sender?) async throws -> (
+        message: Result<HL7Message, HL7Error>, sender: Sender?, peek: SenderPeek, xml: Bool
+    ) {
+        let peek = SenderPeek(bytes)
+        let xml = Self.looksLikeXML(bytes)
+        var sender = trusted
+        if sender == nil { sender = try await resolveSender(application: peek.application, facility: peek.facility) }
+        let message: HL7Message
+        do {
+            message = try parse(bytes, xml: xml, defaultCharset: sender?.charset)
+        } catch {
+            return (.failure(error), sender, peek, xml)
+        }
+        let (application, facility) = (message.header.sendingApplication.namespaceID, message.header.sendingFacility.namespaceID)
+        if trusted == nil, application != peek.application || facility != peek.facility {
+            sender = try await resolveSender(application: application, facility: facility)
+        }
+        return (.success(message), sender, peek, xml)
     }
 
     func parse(_ bytes: [UInt8], xml: Bool, defaultCharset: HL7Charset?) throws(HL7Error) -> HL7Message {
@@ -332,13 +343,12 @@ public struct HL7Gateway: MLLPMessageHandler {
 
     func storeAlone(_ entry: InboxEntry) async throws {
         _ = try await client.transaction(logger: logger) { connection in try await inbox.store(entry, on: connection) }
-        Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", entry.status.rawValue), ("ack", entry.ackCode.rawValue)])
-            .increment()
+        Self.count(status: entry.status.rawValue, ack: entry.ackCode.rawValue)
     }
 
     /// The registered facility behind MSH-3/MSH-4: a row of `interop.senders` (exact application
     /// first, then any application), else an active facility whose code is MSH-4 itself.
-    func resolveSender(application: String, facility: String) async throws -> (facility: String, charset: HL7Charset?)? {
+    func resolveSender(application: String, facility: String) async throws -> Sender? {
         guard !facility.isEmpty else { return nil }
         if let known = senders.lookup(application: application, facility: facility) { return known }
         let rows = try await client.query(
@@ -350,11 +360,8 @@ public struct HL7Gateway: MLLPMessageHandler {
                 UNION ALL
                 SELECT code, NULL, 2 FROM registry.facilities WHERE code = \(facility) AND active
             ) AS found ORDER BY rank LIMIT 1
-            """, logger: logger
-        ).collect()
-        guard let row = rows.first else { return nil }
-        let (code, charset) = try row.decode((String, String?).self)
-        let sender = (facility: code, charset: charset.flatMap { HL7Charset(msh18: $0) })
+            """, logger: logger)
+        guard let sender = try await Self.sender(rows) else { return nil }
         senders.remember(application: application, facility: facility, sender)
         return sender
     }
@@ -395,30 +402,28 @@ public struct HL7Gateway: MLLPMessageHandler {
 
     private func replay(id: UUID, on connection: PostgresConnection) async throws -> Replayed {
         let rows = try await connection.query(
-            "SELECT raw_ciphertext, raw_key_id, status, received_at, peer_address FROM interop.messages WHERE id = \(id) FOR UPDATE",
-            logger: logger
+            """
+            SELECT raw_ciphertext, raw_key_id, status, received_at, peer_address, facility FROM interop.messages WHERE id = \(id)
+            FOR UPDATE
+            """, logger: logger
         ).collect()
         guard let row = rows.first else { throw ReplayError.notFound(id) }
-        let (ciphertext, keyID, status, receivedAt, peer) = try row.decode((Data, String, String, Date, String?).self)
+        let (ciphertext, keyID, status, receivedAt, peer, recorded) = try row.decode((Data, String, String, Date, String?, String?).self)
         guard status != InboxEntry.Status.applied.rawValue else {
             return Replayed(id: id, before: status, after: status, ackCode: "AA", error: nil)
         }
         let bytes = try protector.openBytes(.init(keyID: keyID, bytes: Array(ciphertext)), context: Inbox.rawContext)
-        let peek = SenderPeek(bytes)
-        var sender = try await resolveSender(application: peek.application, facility: peek.facility)
-        let xml = Self.looksLikeXML(bytes)
+        // The facility resolved at receipt (perhaps from a client certificate) still holds.
+        let trusted: Sender? = if let recorded { try await senderOfRecord(recorded) } else { nil }
+        let (parsed, sender, _, xml) = try await read(bytes, trusted: trusted)
         let message: HL7Message
-        do {
-            message = try parse(bytes, xml: xml, defaultCharset: sender?.charset)
-        } catch {
+        switch parsed {
+        case .success(let decoded): message = decoded
+        case .failure(let error):
             try await connection.query("UPDATE interop.messages SET attempts = attempts + 1 WHERE id = \(id)", logger: logger)
             return Replayed(id: id, before: status, after: status, ackCode: "AR", error: "\(error.code.rawValue): \(error)")
         }
         let header = message.header
-        if header.sendingApplication.namespaceID != peek.application || header.sendingFacility.namespaceID != peek.facility {
-            sender = try await resolveSender(
-                application: header.sendingApplication.namespaceID, facility: header.sendingFacility.namespaceID)
-        }
         let mode = HL7AckMode(message)
         var entry = InboxEntry(
             id: id, receivedAt: receivedAt, peerAddress: peer, facility: sender?.facility, header: InboxHeader(header),
@@ -439,21 +444,42 @@ public struct HL7Gateway: MLLPMessageHandler {
         try await inbox.update(entry, on: connection)
         return Replayed(
             id: id, before: status, after: entry.status.rawValue, ackCode: entry.ackCode.rawValue,
-            error: entry.error.map { "\($0.code.rawValue) at \(ADTRegistration.hl7Name($0.location)): \($0.text)" })
+            error: entry.error.map { "\($0.code.rawValue) at \($0.location.fieldPath): \($0.text)" })
     }
 
     /// The sender a TLS client certificate is registered to, if the peer presented one that is.
-    func certifiedSender(_ peer: MLLPPeer) async throws -> (facility: String, charset: HL7Charset?)? {
+    func certifiedSender(_ peer: MLLPPeer) async throws -> Sender? {
         guard let hash = peer.certificateSHA256 else { return nil }
-        let rows = try await client.query(
-            """
-            SELECT s.facility, s.default_charset FROM interop.senders s JOIN registry.facilities f ON f.code = s.facility AND f.active
-            WHERE s.certificate_sha256 = \(hash)
-            """, logger: logger
-        ).collect()
-        guard let row = rows.first else { return nil }
-        let (code, charset) = try row.decode((String, String?).self)
-        return (code, charset.flatMap { HL7Charset(msh18: $0) })
+        return try await Self.sender(
+            client.query(
+                """
+                SELECT s.facility, s.default_charset FROM interop.senders s JOIN registry.facilities f ON f.code = s.facility AND f.active
+                WHERE s.certificate_sha256 = \(hash)
+                """, logger: logger))
+    }
+
+    /// A facility already resolved for a stored message, with the default charset its senders declare.
+    func senderOfRecord(_ facility: String) async throws -> Sender {
+        let charset = try await Self.sender(
+            client.query(
+                """
+                SELECT facility, default_charset FROM interop.senders
+                WHERE facility = \(facility) AND default_charset IS NOT NULL LIMIT 1
+                """, logger: logger))?.charset
+        return (facility, charset)
+    }
+
+    /// The first (facility, default_charset) row, if any.
+    static func sender(_ rows: PostgresRowSequence) async throws -> Sender? {
+        for try await (code, charset) in rows.decode((String, String?).self) {
+            return (code, charset.flatMap { HL7Charset(msh18: $0) })
+        }
+        return nil
+    }
+
+    /// `qianyun_hl7_messages_total{status,ack}` in /metrics: low-cardinality labels only.
+    static func count(status: String, ack: String) {
+        Counter(label: "qianyun_hl7_messages_total", dimensions: [("status", status), ("ack", ack)]).increment()
     }
 
     static func now() -> HL7DateTime {

@@ -96,7 +96,7 @@ struct Inbox: Sendable {
     /// committed first, in which case the caller rolls back and answers with that one's ACK.
     func store(_ entry: InboxEntry, on connection: PostgresConnection) async throws -> Bool {
         let header = entry.header
-        let location = entry.error.map { ADTRegistration.hl7Name($0.location) }
+        let location = entry.error.map { $0.location.fieldPath }
         let rows = try await connection.query(
             """
             INSERT INTO interop.messages (id, received_at, peer_address, facility, sending_application, sending_facility, control_id,
@@ -119,7 +119,7 @@ struct Inbox: Sendable {
 
     /// Records a replay's outcome on the stored row.
     func update(_ entry: InboxEntry, on connection: PostgresConnection) async throws {
-        let location = entry.error.map { ADTRegistration.hl7Name($0.location) }
+        let location = entry.error.map { $0.location.fieldPath }
         try await connection.query(
             """
             UPDATE interop.messages SET facility = \(entry.facility), status = \(entry.status.rawValue), ack_code = \(entry.ackCode.rawValue),

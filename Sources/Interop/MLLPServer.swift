@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Storage
 
 /// Who is on the other end of an MLLP connection, as far as the transport knows.
 public struct MLLPPeer: Sendable {
@@ -126,7 +127,7 @@ extension MLLPServer {
         guard let certificate = try? await channel.nioSSL_peerCertificate().get(), let der = try? certificate.toDERBytes() else {
             return nil
         }
-        return SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined()
+        return SHA256.hash(data: der).hexString
     }
 }
 

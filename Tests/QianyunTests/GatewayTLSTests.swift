@@ -3,6 +3,7 @@ import Foundation
 import Interop
 import NIOSSL
 import PostgresNIO
+import Storage
 import Testing
 
 /// MLLP over mutual TLS: certificates made by `openssl` for each run.
@@ -57,7 +58,7 @@ import Testing
         server.trustRoots = .file(certificates.ca)
         server.certificateVerification = .noHostnameVerification
         let clientCertificate = try NIOSSLCertificate.fromPEMFile(certificates.certificate("client"))
-        let hash = SHA256.hash(data: try clientCertificate[0].toDERBytes()).map { String(format: "%02x", $0) }.joined()
+        let hash = SHA256.hash(data: try clientCertificate[0].toDERBytes()).hexString
 
         try await withTestGateway(tls: server) { gateway in
             try await gateway.postgres.query(
