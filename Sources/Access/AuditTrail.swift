@@ -134,6 +134,25 @@ public struct AuditTrail: Sendable {
     /// Appends many rows in one statement (a bulk import writes one row per resident it touches).
     public static func append(_ events: [AuditEvent], on connection: PostgresConnection, logger: Logger) async throws {
         guard !events.isEmpty else { return }
+        var binds = PostgresBindings()
+        binds.append(try json(events))
+        try await connection.query(PostgresQuery(unsafeSQL: insertSQL(json: "$1"), binds: binds), logger: logger)
+    }
+
+    /// The INSERT of rows given as `json(_:)` text in parameter `placeholder` (`$1`), for a caller
+    /// that writes its audit rows in the same statement (a data-modifying CTE) as the change itself.
+    public static func insertSQL(json placeholder: String) -> String {
+        """
+        INSERT INTO access.audit_log (occurred_at, actor, role, facility, action, resource, resident_pseudonym,
+            purpose, outcome, request_id, client_address, detail)
+        SELECT date_trunc('microseconds', clock_timestamp()), actor, role, facility, action, resource, resident_pseudonym,
+            purpose, outcome, request_id, client_address, detail
+        FROM jsonb_to_recordset(\(placeholder)::jsonb) AS x(actor text, role text, facility text, action text, resource text,
+            resident_pseudonym text, purpose text, outcome text, request_id text, client_address text, detail text)
+        """
+    }
+
+    public static func json(_ events: [AuditEvent]) throws -> String {
         struct Row: Encodable {
             let actor: String, role: String?, facility: String?, action: String, resource: String
             let resident_pseudonym: String?, purpose: String, outcome: String, request_id: String?, client_address: String?
@@ -145,16 +164,7 @@ public struct AuditTrail: Sendable {
                 resident_pseudonym: $0.residentPseudonym, purpose: $0.purpose, outcome: $0.outcome, request_id: $0.requestID,
                 client_address: $0.clientAddress, detail: $0.detail)
         }
-        let json = String(decoding: try JSONEncoder().encode(rows), as: UTF8.self)
-        try await connection.query(
-            """
-            INSERT INTO access.audit_log (occurred_at, actor, role, facility, action, resource, resident_pseudonym,
-                purpose, outcome, request_id, client_address, detail)
-            SELECT date_trunc('microseconds', clock_timestamp()), actor, role, facility, action, resource, resident_pseudonym,
-                purpose, outcome, request_id, client_address, detail
-            FROM jsonb_to_recordset(\(json)::jsonb) AS x(actor text, role text, facility text, action text, resource text,
-                resident_pseudonym text, purpose text, outcome text, request_id text, client_address text, detail text)
-            """, logger: logger)
+        return String(decoding: try JSONEncoder().encode(rows), as: UTF8.self)
     }
 
     /// Links every committed, unsealed row into the chain, in batches; returns how many it sealed.

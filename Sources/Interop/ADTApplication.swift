@@ -7,7 +7,7 @@ import Registry
 /// ADT into the master patient index: A01/A04/A05/A28 register the patient (through the matcher,
 /// linking the PID-3 id to the sending facility), A08/A31 update them (registering first when the
 /// id is new), A40 merges the facility's prior patient id (MRG-1) into the surviving one (PID-3).
-public struct ADTRegistration: HL7Application {
+public struct ADTRegistration: HL7BatchApplication {
     public static let triggers = ["A01", "A04", "A05", "A08", "A28", "A31", "A40"]
 
     let registry: ResidentRegistry
@@ -25,17 +25,85 @@ public struct ADTRegistration: HL7Application {
                 return try await merge(message, patient, context: context, on: connection)
             }
             return try await register(patient, context: context, on: connection)
-        } catch let error as RegistryError {
-            throw Self.hl7Error(error, sources: patient.sources)
-        } catch let error as AccessError {
-            throw HL7ApplicationError(.applicationInternalError, HL7Location(segmentID: "PID", segmentSequence: 1), error.description)
+        } catch {
+            throw Self.senderError(error, sources: patient.sources)
+        }
+    }
+
+    /// Merges run alone: they touch several residents and write as they go.
+    public func canBatch(_ message: HL7Message) -> Bool {
+        message.header.messageType.triggerEvent.uppercased() != "A40"
+    }
+
+    /// Registrations and updates of several patients: the facility ids looked up together, the
+    /// known ones updated one by one, the new ones matched and written as one registrar batch.
+    public func apply(batch items: [(message: HL7Message, context: HL7Context)], on connection: PostgresConnection) async throws
+        -> [Result<HL7Applied, any Error>]
+    {
+        var results = [Result<HL7Applied, any Error>?](repeating: nil, count: items.count)
+        var patients: [(index: Int, patient: PatientDemographics)] = []
+        for (index, item) in items.enumerated() {
+            do {
+                patients.append((index, try PatientMapping.demographics(item.message, today: item.context.today)))
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        let existing = try await registry.residentIDs(
+            patients.map { (items[$0.index].context.facility, $0.patient.localId) }, on: connection)
+        var registrations: [(index: Int, patient: PatientDemographics)] = []
+        for (index, patient) in patients {
+            let context = items[index].context
+            guard let id = existing[context.facility + "\u{1F}" + patient.localId] else {
+                registrations.append((index, patient))
+                continue
+            }
+            do {
+                try await registry.updateQuietly(
+                    id: id, with: patient.patch, by: context.principal, requestID: context.messageID.uuidString.lowercased(),
+                    today: context.today, on: connection)
+                results[index] = .success(HL7Applied(residentID: id, warnings: patient.warnings))
+            } catch let error as PSQLError {
+                throw error
+            } catch {
+                results[index] = .failure(Self.senderError(error, sources: patient.sources))
+            }
+        }
+        let outcomes = try await registry.registerOutcomes(
+            registrations.map { index, patient in
+                var draft = patient.draft
+                draft.facility = items[index].context.facility
+                let context = items[index].context
+                return (draft, context.principal, context.messageID.uuidString.lowercased())
+            }, today: items.first?.context.today ?? ChinaDate.today(), on: connection)
+        for ((index, patient), outcome) in zip(registrations, outcomes) {
+            results[index] = outcome.map { Self.applied($0, patient) }.mapError { Self.senderError($0, sources: patient.sources) }
+        }
+        return results.map { $0! }
+    }
+
+    static func applied(_ outcome: RegistrationOutcome, _ patient: PatientDemographics) -> HL7Applied {
+        var warnings = patient.warnings
+        if outcome.kind == RegistrationOutcome.Kind.review {
+            warnings.append("registered as a new resident; a possible duplicate waits on the matching review queue")
+        }
+        return HL7Applied(residentID: outcome.residentId.flatMap(UUID.init(uuidString:)), warnings: warnings)
+    }
+
+    /// A registry refusal as the HL7 error the sender sees; database errors pass through.
+    static func senderError(_ error: any Error, sources: [String: HL7Location]) -> any Error {
+        switch error {
+        case let error as RegistryError: hl7Error(error, sources: sources)
+        case let error as AccessError:
+            HL7ApplicationError(.applicationInternalError, HL7Location(segmentID: "PID", segmentSequence: 1), error.description)
+        default: error
         }
     }
 
     func register(_ patient: PatientDemographics, context: HL7Context, on connection: PostgresConnection) async throws -> HL7Applied {
         let requestID = context.messageID.uuidString.lowercased()
         if let existing = try await registry.residentID(facility: context.facility, localId: patient.localId, on: connection) {
-            _ = try await registry.update(
+            try await registry.updateQuietly(
                 id: existing, with: patient.patch, by: context.principal, requestID: requestID, today: context.today, on: connection)
             return HL7Applied(residentID: existing, warnings: patient.warnings)
         }
@@ -43,11 +111,7 @@ public struct ADTRegistration: HL7Application {
         draft.facility = context.facility
         let outcome = try await registry.registerOutcome(
             draft, by: context.principal, requestID: requestID, today: context.today, on: connection)
-        var warnings = patient.warnings
-        if outcome.kind == RegistrationOutcome.Kind.review {
-            warnings.append("registered as a new resident; a possible duplicate waits on the matching review queue")
-        }
-        return HL7Applied(residentID: outcome.residentId.flatMap(UUID.init(uuidString:)), warnings: warnings)
+        return Self.applied(outcome, patient)
     }
 
     func merge(_ message: HL7Message, _ patient: PatientDemographics, context: HL7Context, on connection: PostgresConnection)

@@ -30,9 +30,16 @@ public struct HL7Gateway: MLLPMessageHandler {
     let maximumMessageBytes: Int
     let logger: Logger
     let senders = SenderCache()
+    let commits: GroupCommit<PendingMessage, [[UInt8]]>
 
-    public init(client: PostgresClient, protector: FieldProtector, router: HL7Router, maximumMessageBytes: Int, logger: Logger) {
+    /// `batchSize` and `concurrentBatches` shape the group commit: how many messages may share a
+    /// transaction, and how many such transactions run at once.
+    public init(
+        client: PostgresClient, protector: FieldProtector, router: HL7Router, maximumMessageBytes: Int, batchSize: Int = 64,
+        concurrentBatches: Int = 2, logger: Logger
+    ) {
         self.client = client
+        self.commits = GroupCommit(maximumBatch: batchSize, concurrency: concurrentBatches)
         self.protector = protector
         self.router = router
         self.inbox = Inbox(logger: logger)
@@ -106,10 +113,159 @@ public struct HL7Gateway: MLLPMessageHandler {
             return Self.frames(entry)
         }
         let facility = sender!.facility
+        let context = HL7Context(
+            facility: facility,
+            principal: Principal(clientID: "hl7:\(facility)", role: .his, facility: facility),
+            messageID: entry.id, today: ChinaDate.today())
+        let route = router.application(for: header.messageType)
+        let pending = PendingMessage(message: message, entry: entry, mode: mode, xml: xml, context: context, route: route)
+        // Ordered per patient; a message without PID-3 is ordered with its own resends.
+        let key =
+            Self.patientKey(message, facility: facility)
+            ?? facility + "\u{1E}" + (header.controlID.isEmpty ? entry.id.uuidString : header.controlID)
+        return try await commits.submit(key: key, solo: !pending.batchable, pending) { batch in await commit(batch) }
+    }
+
+    /// A parsed message from a known sender, waiting for its transaction.
+    struct PendingMessage: Sendable {
+        var message: HL7Message
+        var entry: InboxEntry
+        var mode: HL7AckMode
+        var xml: Bool
+        var context: HL7Context
+        var route: Result<any HL7Application, HL7ApplicationError>
+
+        /// Unsupported messages (no effects) and what a batch application accepts share a transaction.
+        var batchable: Bool {
+            switch route {
+            case .failure: true
+            case .success(let application): (application as? any HL7BatchApplication)?.canBatch(message) ?? false
+            }
+        }
+    }
+
+    /// Applies a batch of messages in one transaction (group commit) and answers each with its
+    /// frames. A database conflict reruns the batch; any other database failure reruns its
+    /// messages one at a time, so a value PostgreSQL refuses fails its own message only.
+    func commit(_ batch: [PendingMessage]) async -> [Result<[[UInt8]], any Error>] {
+        if batch.count == 1, !batch[0].batchable { return [await result { try await applyAlone(batch[0]) }] }
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try await commitTogether(batch).map { .success($0) }
+            } catch let error as PSQLError where attempt < 5 && Self.isTransient(error) {
+                continue
+            } catch is ResendRace where attempt < 5 {
+                continue
+            } catch {
+                if batch.count > 1 {
+                    logger.warning("HL7 batch failed; applying its messages one at a time", metadata: ["error.type": "\(type(of: error))"])
+                }
+                var results: [Result<[[UInt8]], any Error>] = []
+                for pending in batch { results.append(await result { try await applyAlone(pending) }) }
+                return results
+            }
+        }
+    }
+
+    private func result<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+        do { return .success(try await body()) } catch { return .failure(error) }
+    }
+
+    /// Another gateway stored one of the batch's messages first: the batch reruns and finds it.
+    struct ResendRace: Error {}
+
+    func commitTogether(_ batch: [PendingMessage]) async throws -> [[[UInt8]]] {
+        try await client.transaction(logger: logger) { connection in
+            let keys = batch.compactMap { Self.patientKey($0.message, facility: $0.context.facility) }
+            if !keys.isEmpty {
+                try await connection.query(
+                    """
+                    SELECT pg_advisory_xact_lock(\(Self.patientLockClass), h)
+                    FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(\(keys)::text[]) AS k ORDER BY 1) AS sorted
+                    """, logger: logger)
+            }
+            let found = try await inbox.lookup(
+                batch.map { ($0.context.facility, $0.entry.header.controlID ?? "", $0.entry.contentHash) }, on: connection)
+            var frames = [[[UInt8]]?](repeating: nil, count: batch.count)
+            var entries = batch.map(\.entry)
+            var groups: [String: (application: any HL7BatchApplication, members: [Int])] = [:]
+            var order: [String] = []
+            for (index, pending) in batch.enumerated() {
+                if let stored = found[index].stored {
+                    Self.count(status: "resend", ack: "stored")
+                    frames[index] = [stored.commitAck, stored.ack].compactMap { $0 }
+                    continue
+                }
+                switch pending.route {
+                case .failure(let unsupported):
+                    entries[index].status = .unsupported
+                    entries[index].error = unsupported
+                    acknowledge(
+                        &entries[index], pending.message, mode: pending.mode, stored: true, applied: false, refused: false, xml: pending.xml
+                    )
+                case .success(let application):
+                    let name = String(reflecting: type(of: application))
+                    if groups[name] == nil {
+                        groups[name] = (application as! any HL7BatchApplication, [])
+                        order.append(name)
+                    }
+                    groups[name]!.members.append(index)
+                }
+            }
+            for name in order {
+                let (application, members) = groups[name]!
+                let results = try await application.apply(
+                    batch: members.map { (batch[$0].message, batch[$0].context) }, on: connection)
+                for (index, outcome) in zip(members, results) {
+                    record(outcome, of: batch[index], reused: found[index].reused, in: &entries[index])
+                }
+            }
+            let stored = entries.indices.filter { frames[$0] == nil }
+            guard try await inbox.store(stored.map { entries[$0] }, on: connection) == stored.count else { throw ResendRace() }
+            for index in stored {
+                frames[index] = Self.frames(entries[index])
+                Self.count(status: entries[index].status.rawValue, ack: entries[index].ackCode.rawValue)
+            }
+            return frames.map { $0! }
+        }
+    }
+
+    /// Fills the entry (status, error or warnings, ACK) from one batch application's result.
+    func record(_ outcome: Result<HL7Applied, any Error>, of pending: PendingMessage, reused: Bool, in entry: inout InboxEntry) {
+        switch outcome {
+        case .success(let applied):
+            entry.status = .applied
+            entry.residentID = applied.residentID
+            entry.warnings = applied.warnings
+            if reused {
+                entry.warnings.append("control ID \(entry.header.controlID ?? "") was used before for a different message")
+            }
+        case .failure(let error):
+            entry.status = .failed
+            entry.error = applicationError(error)
+        }
+        acknowledge(
+            &entry, pending.message, mode: pending.mode, stored: true, applied: entry.status == .applied, refused: false, xml: pending.xml)
+    }
+
+    /// The error a sender sees: the application's own, or 207 without details for anything else.
+    func applicationError(_ error: any Error) -> HL7ApplicationError {
+        if let failure = error as? HL7ApplicationError { return failure }
+        logger.error("HL7 application failed", metadata: ["error.type": "\(String(reflecting: type(of: error)))"])
+        return HL7ApplicationError(
+            .applicationInternalError, HL7Location(segmentID: "MSH", segmentSequence: 1), "application internal error")
+    }
+
+    /// One message in a transaction of its own: what cannot share one, and the fallback when a batch failed.
+    func applyAlone(_ pending: PendingMessage) async throws -> [[UInt8]] {
+        let (message, entry, context) = (pending.message, pending.entry, pending.context)
+        let (facility, controlID, contentHash) = (context.facility, message.header.controlID, entry.contentHash)
         var reused = false
-        if !header.controlID.isEmpty {
+        if !controlID.isEmpty {
             let found = try await client.withConnection { connection in
-                try await inbox.lookup(facility: facility, controlID: header.controlID, contentHash: contentHash, on: connection)
+                try await inbox.lookup(facility: facility, controlID: controlID, contentHash: contentHash, on: connection)
             }
             if let stored = found.stored {
                 Self.count(status: "resend", ack: "stored")
@@ -117,12 +273,6 @@ public struct HL7Gateway: MLLPMessageHandler {
             }
             reused = found.reused
         }
-
-        let context = HL7Context(
-            facility: facility,
-            principal: Principal(clientID: "hl7:\(facility)", role: .his, facility: facility),
-            messageID: entry.id, today: ChinaDate.today())
-        let route = router.application(for: header.messageType)
         var attempt = 0
         while true {
             attempt += 1
@@ -132,21 +282,24 @@ public struct HL7Gateway: MLLPMessageHandler {
                     outcome = try await client.transaction(logger: logger) { connection -> InboxEntry? in
                         var entry = entry
                         try await apply(
-                            message, route: route, context: context, to: &entry, mode: mode, xml: xml, reused: reused, savepoint: false,
-                            on: connection)
-                        return try await inbox.store(entry, on: connection) ? entry : nil
+                            message, route: pending.route, context: context, to: &entry, mode: pending.mode, xml: pending.xml,
+                            reused: reused, savepoint: false, on: connection)
+                        guard try await inbox.store(entry, on: connection) else { throw ResendRace() }
+                        return entry
                     }
                 } catch let failure as ApplicationFailure {
                     // The message's effects rolled back with the transaction; the message is kept with its error.
                     outcome = try await client.transaction(logger: logger) { connection in
                         try await inbox.store(failure.entry, on: connection) ? failure.entry : nil
                     }
+                } catch is ResendRace {
+                    outcome = nil
                 }
                 guard let outcome else {
                     // An identical message committed first: its ACK is the answer.
                     return try await client.withConnection { connection in
                         let stored = try await inbox.resend(
-                            facility: facility, controlID: header.controlID, contentHash: contentHash, on: connection)
+                            facility: facility, controlID: controlID, contentHash: contentHash, on: connection)
                         return [stored?.commitAck, stored?.ack].compactMap { $0 }
                     }
                 }
@@ -212,13 +365,7 @@ public struct HL7Gateway: MLLPMessageHandler {
         } catch {
             if savepoint { try await connection.query("ROLLBACK TO SAVEPOINT apply", logger: logger) }
             entry.status = .failed
-            if let failure = error as? HL7ApplicationError {
-                entry.error = failure
-            } else {
-                logger.error("HL7 application failed", metadata: ["error.type": "\(String(reflecting: type(of: error)))"])
-                entry.error = HL7ApplicationError(
-                    .applicationInternalError, HL7Location(segmentID: "MSH", segmentSequence: 1), "application internal error")
-            }
+            entry.error = applicationError(error)
             if !savepoint {
                 entry.warnings = []
                 acknowledge(&entry, message, mode: mode, stored: true, applied: false, refused: false, xml: xml)

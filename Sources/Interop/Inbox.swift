@@ -2,6 +2,7 @@ import Access
 import Foundation
 import HL7v2
 import Logging
+import NIOCore
 import PostgresNIO
 import Storage
 
@@ -92,29 +93,99 @@ struct Inbox: Sendable {
         return (hit ? (commit.map(Array.init), ack.map(Array.init)) : nil, used && !hit)
     }
 
+    /// For each (facility, control ID, bytes) of a batch, in one round trip: the stored ACKs if
+    /// these bytes came before (counting the attempt), and whether the control ID was used before
+    /// for other bytes. An empty control ID is never a resend.
+    func lookup(_ messages: [(facility: String, controlID: String, contentHash: [UInt8])], on connection: PostgresConnection) async throws
+        -> [(stored: (commitAck: [UInt8]?, ack: [UInt8]?)?, reused: Bool)]
+    {
+        var result = [(stored: (commitAck: [UInt8]?, ack: [UInt8]?)?, reused: Bool)](repeating: (nil, false), count: messages.count)
+        let asked = messages.indices.filter { !messages[$0].controlID.isEmpty }
+        guard !asked.isEmpty else { return result }
+        let rows = try await connection.query(
+            """
+            WITH p AS (
+                SELECT * FROM unnest(\(asked.map { Int32($0) })::int4[], \(asked.map { messages[$0].facility })::text[],
+                    \(asked.map { messages[$0].controlID })::text[], \(asked.map { messages[$0].contentHash.hexString })::text[])
+                    AS p(n, facility, control_id, content_hash)
+            ), hit AS (
+                UPDATE interop.messages m SET attempts = m.attempts + 1 FROM p
+                WHERE m.facility = p.facility AND m.control_id = p.control_id AND m.content_hash = decode(p.content_hash, 'hex')
+                RETURNING p.n, m.commit_ack, m.ack
+            )
+            SELECT p.n, h.n IS NOT NULL, h.commit_ack, h.ack,
+                   EXISTS (SELECT 1 FROM interop.messages m WHERE m.facility = p.facility AND m.control_id = p.control_id)
+            FROM p LEFT JOIN hit h ON h.n = p.n
+            """, logger: logger)
+        for try await (n, hit, commit, ack, used) in rows.decode((Int32, Bool, Data?, Data?, Bool).self) {
+            result[Int(n)] = (hit ? (commit.map(Array.init), ack.map(Array.init)) : nil, used && !hit)
+        }
+        return result
+    }
+
     /// Stores the entry; false when an identical message (same facility, MSH-10 and bytes)
     /// committed first, in which case the caller rolls back and answers with that one's ACK.
     func store(_ entry: InboxEntry, on connection: PostgresConnection) async throws -> Bool {
-        let header = entry.header
-        let location = entry.error.map { $0.location.fieldPath }
+        try await store([entry], on: connection) == 1
+    }
+
+    static let storedColumns = [
+        "id", "received_at", "peer_address", "facility", "sending_application", "sending_facility", "control_id", "message_type",
+        "trigger_event", "structure", "version", "charset", "processing_id", "content_hash", "byte_count", "raw_ciphertext",
+        "raw_key_id", "status", "ack_code", "commit_ack", "ack", "error_code", "error_hl7_code", "error_location", "error_text",
+        "warnings", "resident_id", "applied_at",
+    ]
+
+    /// Stores entries in one statement; returns how many were new (an identical message that
+    /// committed first is skipped, and the caller decides what that means).
+    func store(_ entries: [InboxEntry], on connection: PostgresConnection) async throws -> Int {
+        guard !entries.isEmpty else { return 0 }
+        var binds = PostgresBindings()
+        var tuples: [String] = []
+        let appliedAt = Date()
+        for entry in entries {
+            let header = entry.header
+            let first = binds.count + 1
+            tuples.append("(" + (first..<first + Self.storedColumns.count).map { "$\($0)" }.joined(separator: ", ") + ")")
+            binds.append(entry.id)
+            binds.append(entry.receivedAt)
+            binds.append(entry.peerAddress)
+            binds.append(entry.facility)
+            binds.append(header.sendingApplication)
+            binds.append(header.sendingFacility)
+            binds.append(header.controlID)
+            binds.append(header.messageType)
+            binds.append(header.triggerEvent)
+            binds.append(header.structure)
+            binds.append(header.version)
+            binds.append(header.charset)
+            binds.append(header.processingID)
+            binds.append(ByteBuffer(bytes: entry.contentHash))
+            binds.append(entry.byteCount)
+            binds.append(ByteBuffer(bytes: entry.raw.bytes))
+            binds.append(entry.raw.keyID)
+            binds.append(entry.status.rawValue)
+            binds.append(entry.ackCode.rawValue)
+            binds.append(entry.commitAck.map { ByteBuffer(bytes: $0) })
+            binds.append(entry.ack.map { ByteBuffer(bytes: $0) })
+            binds.append(entry.error.map { "hl7.\($0.code)" })
+            binds.append(entry.error.map { $0.code.rawValue })
+            binds.append(entry.error.map { $0.location.fieldPath })
+            binds.append(entry.error?.text)
+            binds.append(entry.warnings)
+            binds.append(entry.residentID)
+            binds.append(entry.status == .applied ? appliedAt : nil)
+        }
         let rows = try await connection.query(
-            """
-            INSERT INTO interop.messages (id, received_at, peer_address, facility, sending_application, sending_facility, control_id,
-                message_type, trigger_event, structure, version, charset, processing_id, content_hash, byte_count, raw_ciphertext,
-                raw_key_id, status, ack_code, commit_ack, ack, error_code, error_hl7_code, error_location, error_text, warnings,
-                resident_id, applied_at)
-            VALUES (\(entry.id), \(entry.receivedAt), \(entry.peerAddress), \(entry.facility), \(header.sendingApplication),
-                \(header.sendingFacility), \(header.controlID), \(header.messageType), \(header.triggerEvent), \(header.structure),
-                \(header.version), \(header.charset), \(header.processingID), \(Data(entry.contentHash)), \(entry.byteCount),
-                \(Data(entry.raw.bytes)), \(entry.raw.keyID), \(entry.status.rawValue), \(entry.ackCode.rawValue),
-                \(entry.commitAck.map { Data($0) }), \(entry.ack.map { Data($0) }), \(entry.error.map { "hl7.\($0.code)" }),
-                \(entry.error.map { $0.code.rawValue }), \(location), \(entry.error?.text), \(entry.warnings), \(entry.residentID),
-                \(entry.status == .applied ? Date() : nil))
-            ON CONFLICT (facility, control_id, content_hash) WHERE facility IS NOT NULL AND control_id IS NOT NULL DO NOTHING
-            RETURNING id
-            """, logger: logger
+            PostgresQuery(
+                unsafeSQL: """
+                    INSERT INTO interop.messages (\(Self.storedColumns.joined(separator: ", ")))
+                    VALUES \(tuples.joined(separator: ", "))
+                    ON CONFLICT (facility, control_id, content_hash) WHERE facility IS NOT NULL AND control_id IS NOT NULL DO NOTHING
+                    RETURNING id
+                    """, binds: binds), logger: logger
         ).collect()
-        return !rows.isEmpty
+        return rows.count
     }
 
     /// Records a replay's outcome on the stored row.

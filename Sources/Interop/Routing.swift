@@ -33,6 +33,19 @@ public protocol HL7Application: Sendable {
     func apply(_ message: HL7Message, context: HL7Context, on connection: PostgresConnection) async throws -> HL7Applied
 }
 
+/// An application that applies several messages in one transaction with fewer round trips than
+/// one at a time: the gateway's group commit hands it the messages that arrived together. No two
+/// of them concern the same patient of the same facility. Each result is its message's alone:
+/// an error that is not a database error must leave nothing written for that message, so the
+/// others commit; a database error aborts the transaction, and the gateway reruns the messages
+/// one at a time.
+public protocol HL7BatchApplication: HL7Application {
+    /// Whether this message may share a transaction (a merge, say, may rather run alone).
+    func canBatch(_ message: HL7Message) -> Bool
+    func apply(batch: [(message: HL7Message, context: HL7Context)], on connection: PostgresConnection) async throws
+        -> [Result<HL7Applied, any Error>]
+}
+
 /// Message type and trigger → application. Later modules add theirs (ORU^R01 → records, …).
 public struct HL7Router: Sendable {
     var routes: [String: any HL7Application] = [:]

@@ -28,6 +28,9 @@ public struct Configuration: Sendable {
     public var mllpPort = 2575
     public var mllpMaximumMessageBytes = 16 << 20
     public var mllpIdleTimeoutSeconds = 300
+    /// Group commit: messages that may share one transaction, and such transactions at once.
+    public var hl7BatchSize = 64
+    public var hl7ConcurrentBatches = 2
     public var logLevel = Logger.Level.info
     public var jwtSecret: [UInt8]?
     public var tokenLifetimeSeconds = 900
@@ -54,7 +57,8 @@ public struct Configuration: Sendable {
         "QIANYUN_TOKEN_TTL_SECONDS", "QIANYUN_ENCRYPTION_KEYS", "QIANYUN_ENCRYPTION_KEY_ID", "QIANYUN_PSEUDONYM_KEY",
         "QIANYUN_TLS_CERT", "QIANYUN_TLS_KEY", "QIANYUN_MAX_BODY_BYTES", "QIANYUN_SCHEMAS_DIR", "QIANYUN_MIGRATE_ON_START",
         "QIANYUN_DB_POOL_SIZE", "QIANYUN_AUTH_LOCK_AFTER_FAILURES", "QIANYUN_AUTH_LOCK_SECONDS", "QIANYUN_CONFIG_FILE",
-        "QIANYUN_MLLP_TLS_CERT", "QIANYUN_MLLP_TLS_KEY", "QIANYUN_MLLP_TLS_CLIENT_CA",
+        "QIANYUN_MLLP_TLS_CERT", "QIANYUN_MLLP_TLS_KEY", "QIANYUN_MLLP_TLS_CLIENT_CA", "QIANYUN_HL7_BATCH_SIZE",
+        "QIANYUN_HL7_CONCURRENT_BATCHES",
     ]
 
     public init(schemasDirectory: String) {
@@ -134,6 +138,8 @@ public struct Configuration: Sendable {
             try integer("QIANYUN_MLLP_MAX_MESSAGE_BYTES", 1024...(256 << 20)) ?? configuration.mllpMaximumMessageBytes
         configuration.mllpIdleTimeoutSeconds =
             try integer("QIANYUN_MLLP_IDLE_TIMEOUT_SECONDS", 1...86400) ?? configuration.mllpIdleTimeoutSeconds
+        configuration.hl7BatchSize = try integer("QIANYUN_HL7_BATCH_SIZE", 1...1000) ?? configuration.hl7BatchSize
+        configuration.hl7ConcurrentBatches = try integer("QIANYUN_HL7_CONCURRENT_BATCHES", 1...64) ?? configuration.hl7ConcurrentBatches
         if let level = text("QIANYUN_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
                 throw ConfigurationError("QIANYUN_LOG_LEVEL", "must be one of trace, debug, info, notice, warning, error, critical")

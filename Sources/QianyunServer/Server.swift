@@ -102,7 +102,8 @@ public enum QianyunServer {
                 idleTimeout: .seconds(Int64(configuration.mllpIdleTimeoutSeconds)), tls: try mllpTLS(configuration)),
             handler: HL7Gateway(
                 client: postgres, protector: protector, router: hl7Routes(residents: residents, merges: merges),
-                maximumMessageBytes: configuration.mllpMaximumMessageBytes, logger: logger),
+                maximumMessageBytes: configuration.mllpMaximumMessageBytes, batchSize: configuration.hl7BatchSize,
+                concurrentBatches: configuration.hl7ConcurrentBatches, logger: logger),
             logger: logger, onBound: onMLLPBound)
 
         let server: HTTPServerBuilder

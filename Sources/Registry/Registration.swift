@@ -10,14 +10,22 @@ public struct Registration: Sendable {
     public var facility: String?
     public var localId: String?
     public var record: ResidentRecord
-    /// `registration`, `import` or `admin`: recorded on the identifier it creates.
+    /// `registration`, `import`, `admin` or `hl7`: recorded on the identifier it creates.
     public var source: String
+    /// Who registers and under which request, when a batch mixes callers (the HL7 gateway commits
+    /// messages from several facilities together); nil takes the batch's.
+    public var actor: Principal?
+    public var requestID: String?
 
-    public init(facility: String?, localId: String?, record: ResidentRecord, source: String) {
+    public init(
+        facility: String?, localId: String?, record: ResidentRecord, source: String, actor: Principal? = nil, requestID: String? = nil
+    ) {
         self.facility = facility
         self.localId = localId
         self.record = record
         self.source = source
+        self.actor = actor
+        self.requestID = requestID
     }
 }
 
@@ -67,23 +75,10 @@ struct Registrar: Sendable {
     ) async throws -> [RegistrationOutcome] {
         var outcomes = [RegistrationOutcome?](repeating: nil, count: registrations.count)
 
-        // Facility ids already linked, and repeated ids within the batch, change nothing.
-        var known = try await linked(registrations.compactMap(pairKeyParts), on: connection)
-        let facilities = Set(registrations.compactMap(\.facility))
-        var activeFacilities: Set<String> = []
-        if !facilities.isEmpty {
-            let rows = try await connection.query(
-                "SELECT code FROM registry.facilities WHERE code = ANY(\(Array(facilities))::text[]) AND active", logger: logger)
-            for try await code in rows.decode(String.self) { activeFacilities.insert(code) }
-        }
-        let guardianIDs = Set(registrations.compactMap(\.record.guardianID))
-        var existingGuardians: Set<UUID> = []
-        if !guardianIDs.isEmpty {
-            let rows = try await connection.query(
-                "SELECT id FROM registry.residents WHERE id = ANY(\(Array(guardianIDs))::uuid[])", logger: logger)
-            for try await id in rows.decode(UUID.self) { existingGuardians.insert(id) }
-        }
-
+        // Facility ids already linked, and repeated ids within the batch, change nothing. Read before
+        // the bucket locks: a registration of the same facility id committing meanwhile makes our
+        // identifier insert fail with a unique violation, and the caller reruns the transaction.
+        let (known, activeFacilities, existingGuardians) = try await references(registrations, on: connection)
         var pending: [Int] = []
         for (index, registration) in registrations.enumerated() {
             if let facility = registration.facility, !activeFacilities.contains(facility) {
@@ -106,32 +101,29 @@ struct Registrar: Sendable {
         try await connection.query(
             "SELECT pg_advisory_xact_lock(\(Self.lockClass), b) FROM unnest(\(buckets)::int4[]) AS b", logger: logger)
 
-        // Locked: re-read what a concurrent registration may have added, then candidates.
+        // Locked: the candidates, with what a concurrent registration may have added.
         var candidatesByKey: [Int64: [UUID]] = [:]
-        let keyRows = try await connection.query(
-            """
-            SELECT k, m.resident_id FROM unnest(\(allKeys)::int8[]) AS k,
-              LATERAL (SELECT resident_id FROM registry.match_keys WHERE key = k LIMIT \(Self.fanOutPerKey)) AS m
-            """, logger: logger)
-        for try await (key, resident) in keyRows.decode((Int64, UUID).self) { candidatesByKey[key, default: []].append(resident) }
-        let candidateIDs = Array(Set(candidatesByKey.values.joined()))
         var residents: [UUID: StoredResident] = [:]
-        if !candidateIDs.isEmpty {
-            let rows = try await connection.query(
-                PostgresQuery(
-                    unsafeSQL: "SELECT \(ResidentCodec.columns) FROM registry.residents WHERE id = ANY($1::uuid[]) AND status = 'active'",
-                    binds: {
-                        var binds = PostgresBindings()
-                        binds.append(candidateIDs)
-                        return binds
-                    }()), logger: logger)
-            for try await row in rows {
-                let resident = try codec.decode(row)
-                residents[resident.id] = resident
-            }
+        let candidateRows = try await connection.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT \(ResidentCodec.columns), m.keys FROM (
+                        SELECT mk.resident_id, array_agg(k) AS keys FROM unnest($1::int8[]) AS k,
+                          LATERAL (SELECT resident_id FROM registry.match_keys WHERE key = k LIMIT \(Self.fanOutPerKey)) AS mk
+                        GROUP BY mk.resident_id
+                    ) AS m JOIN registry.residents r ON r.id = m.resident_id AND r.status = 'active'
+                    """,
+                binds: {
+                    var binds = PostgresBindings()
+                    binds.append(allKeys)
+                    return binds
+                }()), logger: logger)
+        for try await row in candidateRows {
+            let resident = try codec.decode(row)
+            residents[resident.id] = resident
+            let cells = row.makeRandomAccess()
+            for key in try cells[cells.count - 1].decode([Int64].self) { candidatesByKey[key, default: []].append(resident.id) }
         }
-        // A concurrent batch may have linked some of the facility ids while we waited for the locks.
-        known.merge(try await linked(pending.compactMap { pairKeyParts(registrations[$0]) }, on: connection)) { $1 }
 
         var newResidents: [ResidentRow] = []
         var newByKey: [Int64: [UUID]] = [:]
@@ -146,6 +138,8 @@ struct Registrar: Sendable {
 
         for (position, index) in pending.enumerated() {
             let registration = registrations[index]
+            let actor = registration.actor ?? actor
+            let requestID = registration.requestID ?? requestID
             let pairKey = registration.facility.flatMap { f in registration.localId.map { f + "\u{1F}" + $0 } }
             if let pairKey, let resident = known[pairKey] ?? claimed[pairKey] {
                 outcomes[index] = .init(kind: .existing, residentId: resident.lowercased)
@@ -226,19 +220,8 @@ struct Registrar: Sendable {
             outcomes[index] = outcome
         }
 
-        // COPY for the bulk of a batch: residents, their blocking keys, the facility ids.
-        try await connection.copyRows(
-            schema: "registry", table: "residents", columns: ResidentRow.copyColumns, rows: newResidents.map(\.copyValues), logger: logger)
-        var seenKeys = Set<String>()
-        let keyCopy: [[String?]] = matchKeys.compactMap { row in
-            let text = "\(row.key)"
-            return seenKeys.insert(text + row.resident_id.uuidString).inserted ? [text, row.resident_id.lowercased] : nil
-        }
-        try await connection.copyRows(
-            schema: "registry", table: "match_keys", columns: ["key", "resident_id"], rows: keyCopy, logger: logger)
-        try await connection.copyRows(
-            schema: "registry", table: "identifiers", columns: ["facility", "local_id", "resident_id", "source"],
-            rows: identifiers.map { [$0.facility, $0.local_id, $0.resident_id.lowercased, $0.source] }, logger: logger)
+        try await write(
+            residents: newResidents, matchKeys: matchKeys, identifiers: identifiers, events: events, audits: audits, on: connection)
         if !reviews.isEmpty {
             let rows = try await connection.query(
                 PostgresQuery(
@@ -259,8 +242,6 @@ struct Registrar: Sendable {
                 if let owner = owners[resident] { outcomes[owner]?.reviewIds?.append(id) }
             }
         }
-        try await EventRow.insert(events, on: connection, logger: logger)
-        try await AuditTrail.append(audits, on: connection, logger: logger)
         return outcomes.map { $0! }
     }
 }
@@ -277,20 +258,94 @@ func pairKeyParts(_ registration: Registration) -> (String, String)? {
 }
 
 extension Registrar {
-    /// The residents already linked to these facility ids, keyed `facility␟localId`.
-    func linked(_ pairs: [(String, String)], on connection: PostgresConnection) async throws -> [String: UUID] {
-        var known: [String: UUID] = [:]
-        guard !pairs.isEmpty else { return known }
+    /// In one round trip: the residents already linked to the batch's facility ids (keyed
+    /// `facility␟localId`), which of its facilities are active, and which guardians exist.
+    func references(_ registrations: [Registration], on connection: PostgresConnection) async throws
+        -> (linked: [String: UUID], activeFacilities: Set<String>, guardians: Set<UUID>)
+    {
+        let pairs = registrations.compactMap(pairKeyParts)
+        let facilities = Array(Set(registrations.compactMap(\.facility)))
+        let guardians = Array(Set(registrations.compactMap(\.record.guardianID)))
+        var result: (linked: [String: UUID], activeFacilities: Set<String>, guardians: Set<UUID>) = ([:], [], [])
+        guard !pairs.isEmpty || !facilities.isEmpty || !guardians.isEmpty else { return result }
         let rows = try await connection.query(
             """
-            SELECT i.facility, i.local_id, i.resident_id FROM registry.identifiers i
-            JOIN unnest(\(pairs.map(\.0))::text[], \(pairs.map(\.1))::text[]) AS p(facility, local_id)
-              ON i.facility = p.facility AND i.local_id = p.local_id
+            SELECT 'l', i.facility || chr(31) || i.local_id, i.resident_id FROM registry.identifiers i
+              JOIN unnest(\(pairs.map(\.0))::text[], \(pairs.map(\.1))::text[]) AS p(facility, local_id)
+                ON i.facility = p.facility AND i.local_id = p.local_id
+            UNION ALL SELECT 'f', code, NULL FROM registry.facilities WHERE code = ANY(\(facilities)::text[]) AND active
+            UNION ALL SELECT 'g', id::text, id FROM registry.residents WHERE id = ANY(\(guardians)::uuid[])
             """, logger: logger)
-        for try await (facility, localId, resident) in rows.decode((String, String, UUID).self) {
-            known[facility + "\u{1F}" + localId] = resident
+        for try await (kind, key, id) in rows.decode((String, String, UUID?).self) {
+            switch kind {
+            case "l": result.linked[key] = id
+            case "f": result.activeFacilities.insert(key)
+            default: if let id { result.guardians.insert(id) }
+            }
         }
-        return known
+        return result
+    }
+
+    /// Batches up to this many new residents are written with one statement; larger ones (imports)
+    /// with COPY, which costs a few round trips but parses nothing per row.
+    static let statementWriteLimit = 64
+
+    /// Writes new residents, their blocking keys, facility ids, history and audit rows.
+    func write(
+        residents: [ResidentRow], matchKeys: [MatchKeyRow], identifiers: [IdentifierRow], events: [EventRow], audits: [AuditEvent],
+        on connection: PostgresConnection
+    ) async throws {
+        var seenKeys = Set<String>()
+        let uniqueKeys = matchKeys.filter { seenKeys.insert("\($0.key)\u{1F}\($0.resident_id)").inserted }
+        if residents.count > Self.statementWriteLimit {
+            try await connection.copyRows(
+                schema: "registry", table: "residents", columns: ResidentRow.copyColumns, rows: residents.map(\.copyValues),
+                logger: logger)
+            try await connection.copyRows(
+                schema: "registry", table: "match_keys", columns: ["key", "resident_id"],
+                rows: uniqueKeys.map { ["\($0.key)", $0.resident_id.lowercased] }, logger: logger)
+            try await connection.copyRows(
+                schema: "registry", table: "identifiers", columns: ["facility", "local_id", "resident_id", "source"],
+                rows: identifiers.map { [$0.facility, $0.local_id, $0.resident_id.lowercased, $0.source] }, logger: logger)
+            try await EventRow.insert(events, on: connection, logger: logger)
+            try await AuditTrail.append(audits, on: connection, logger: logger)
+            return
+        }
+        guard !residents.isEmpty || !identifiers.isEmpty || !events.isEmpty || !audits.isEmpty else { return }
+        // One statement: on the gateway's hot path every round trip is paid by every message.
+        var binds = PostgresBindings()
+        binds.append(try jsonText(residents))
+        binds.append(uniqueKeys.map(\.key))
+        binds.append(uniqueKeys.map(\.resident_id))
+        binds.append(identifiers.map(\.facility))
+        binds.append(identifiers.map(\.local_id))
+        binds.append(identifiers.map(\.resident_id))
+        binds.append(identifiers.map(\.source))
+        binds.append(try jsonText(events))
+        binds.append(try AuditTrail.json(audits))
+        try await connection.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    WITH r AS (
+                        INSERT INTO registry.residents (\(ResidentRow.copyColumns.joined(separator: ", ")))
+                        SELECT \(ResidentRow.copyColumns.map { $0 == "document_ciphertext" ? "decode(x.document_ciphertext, 'hex')" : "x." + $0 }
+                            .joined(separator: ", "))
+                        FROM jsonb_to_recordset($1::jsonb) AS \(ResidentRow.recordType)
+                    ), k AS (
+                        INSERT INTO registry.match_keys (key, resident_id) SELECT * FROM unnest($2::int8[], $3::uuid[])
+                    ), i AS (
+                        INSERT INTO registry.identifiers (facility, local_id, resident_id, source)
+                        SELECT * FROM unnest($4::text[], $5::text[], $6::uuid[], $7::text[])
+                    ), e AS (
+                        INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
+                        SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($8::jsonb)
+                            AS x(resident_id uuid, kind text, actor text, detail jsonb)
+                    ), a AS (
+                        \(AuditTrail.insertSQL(json: "$9"))
+                    )
+                    SELECT 1
+                    """,
+                binds: binds), logger: logger)
     }
 }
 

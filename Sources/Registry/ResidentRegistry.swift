@@ -150,6 +150,62 @@ public struct ResidentRegistry: Sendable {
         return RegistrationResult(resident: resident.view(identifiers: try await identifiers(of: id, on: connection)), match: outcome)
     }
 
+    /// Registers many inside the caller's transaction, each with its own caller and request (the HL7
+    /// gateway's group commit): one matcher pass, one write. A registration the caller may not make
+    /// or whose record is invalid fails alone, before anything is written; database errors abort
+    /// the transaction for the caller to rerun.
+    public func registerOutcomes(
+        _ items: [(draft: ResidentDraft, principal: Principal, requestID: String?)], today: Int = ChinaDate.today(),
+        on connection: PostgresConnection
+    ) async throws -> [Result<RegistrationOutcome, any Error>] {
+        var results = [Result<RegistrationOutcome, any Error>?](repeating: nil, count: items.count)
+        var registrations: [Registration] = []
+        var owners: [Int] = []
+        for (index, item) in items.enumerated() {
+            do {
+                let (facility, localId) = try Self.registeringFacility(item.draft, principal: item.principal)
+                let record = try ResidentValidation.validate(item.draft, today: today)
+                registrations.append(
+                    Registration(
+                        facility: facility, localId: localId, record: record, source: "hl7", actor: item.principal,
+                        requestID: item.requestID))
+                owners.append(index)
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        if !registrations.isEmpty {
+            let outcomes = try await registrar.register(
+                registrations, actor: registrations[0].actor!, requestID: nil, purpose: "registration", on: connection)
+            for (owner, outcome) in zip(owners, outcomes) {
+                if outcome.kind == .rejected {
+                    let reason = outcome.reason ?? "rejected"
+                    results[owner] = .failure(
+                        RegistryError.invalid(field: reason.hasPrefix("guardian") ? "guardian.residentId" : "facility", reason: reason))
+                } else {
+                    results[owner] = .success(outcome)
+                }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    /// The residents these facility patient ids are linked to, keyed `facility␟localId`.
+    public func residentIDs(_ pairs: [(facility: String, localId: String)], on connection: PostgresConnection) async throws -> [String:
+        UUID]
+    {
+        var found: [String: UUID] = [:]
+        guard !pairs.isEmpty else { return found }
+        let rows = try await connection.query(
+            """
+            SELECT i.facility || chr(31) || i.local_id, i.resident_id FROM registry.identifiers i
+              JOIN unnest(\(pairs.map(\.facility))::text[], \(pairs.map(\.localId))::text[]) AS p(facility, local_id)
+                ON i.facility = p.facility AND i.local_id = p.local_id
+            """, logger: logger)
+        for try await (key, id) in rows.decode((String, UUID).self) { found[key] = id }
+        return found
+    }
+
     /// The resident a facility's patient id is linked to, if any, inside the caller's transaction.
     public func residentID(facility: String, localId: String, on connection: PostgresConnection) async throws -> UUID? {
         try await connection.query(
@@ -349,6 +405,25 @@ public struct ResidentRegistry: Sendable {
         id: UUID, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int = ChinaDate.today(),
         on connection: PostgresConnection
     ) async throws -> Resident {
+        let (current, identifiers, changed) = try await change(
+            id: id, with: patch, by: principal, requestID: requestID, today: today, on: connection)
+        guard changed else { return current.view(identifiers: identifiers) }
+        return try await load(id, on: connection).view(identifiers: identifiers)
+    }
+
+    /// Updates inside the caller's transaction without reading the resident back (the HL7 gateway
+    /// answers with an ACK, not a view); true when anything changed.
+    @discardableResult
+    public func updateQuietly(
+        id: UUID, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int = ChinaDate.today(),
+        on connection: PostgresConnection
+    ) async throws -> Bool {
+        try await change(id: id, with: patch, by: principal, requestID: requestID, today: today, on: connection).changed
+    }
+
+    private func change(
+        id: UUID, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int, on connection: PostgresConnection
+    ) async throws -> (StoredResident, [FacilityIdentifier], changed: Bool) {
         let current = try await load(id, on: connection, forUpdate: true)
         let identifiers = try await identifiers(of: id, on: connection)
         try authorizeWrite(principal, current, identifiers: identifiers, patch: patch)
@@ -356,7 +431,7 @@ public struct ResidentRegistry: Sendable {
         let updated = try ResidentValidation.apply(patch, to: current.record, today: today)
         let changed = Self.changedFields(current.record, updated)
         // A HIS resending the demographics it sent before (an ADT^A08 after every visit) changes nothing.
-        guard !changed.isEmpty else { return current.view(identifiers: identifiers) }
+        guard !changed.isEmpty else { return (current, identifiers, false) }
         if let guardian = updated.guardianID, guardian != current.record.guardianID {
             guard guardian != id else { throw RegistryError.invalid(field: "guardian.residentId", reason: "cannot be the resident") }
             let exists = try await connection.query("SELECT 1 FROM registry.residents WHERE id = \(guardian)", logger: logger).collect()
@@ -365,32 +440,45 @@ public struct ResidentRegistry: Sendable {
         if let document = updated.document, document != current.record.document {
             try await requireUnheld(document, except: id, on: connection)
         }
-        let row = try codec.row(id: id, record: updated, registeredBy: current.registeredBy)
+        // The row, its blocking keys, the history line and the audit row in one statement.
+        var binds = PostgresBindings()
+        binds.append(try jsonText(try codec.row(id: id, record: updated, registeredBy: current.registeredBy)))
+        binds.append(codec.matchKeys(updated))
+        binds.append(
+            try jsonText([
+                EventRow(resident_id: id, kind: "updated", actor: principal.clientID, detail: ["fields": changed.joined(separator: ",")])
+            ]))
+        binds.append(try AuditTrail.json([auditEvent(principal, "resident.update", current, requestID: requestID)]))
         try await connection.query(
             PostgresQuery(
                 unsafeSQL: """
-                    UPDATE registry.residents r SET name = x.name, name_pinyin = x.name_pinyin, sex = x.sex, birth_date = x.birth_date,
-                        ethnicity = x.ethnicity, document_type = x.document_type,
-                        document_ciphertext = decode(x.document_ciphertext, 'hex'), document_key_id = x.document_key_id,
-                        document_hash = x.document_hash, document_masked = x.document_masked, phone = x.phone, division = x.division,
-                        address = x.address, guardian_id = x.guardian_id, guardian_name = x.guardian_name,
-                        guardian_relation = x.guardian_relation, guardian_phone = x.guardian_phone, deceased = x.deceased,
-                        deceased_date = x.deceased_date, version = r.version + 1, updated_at = now()
-                    FROM jsonb_to_record($1::jsonb) AS \(ResidentRow.recordType)
-                    WHERE r.id = x.id
+                    WITH u AS (
+                        UPDATE registry.residents r SET name = x.name, name_pinyin = x.name_pinyin, sex = x.sex, birth_date = x.birth_date,
+                            ethnicity = x.ethnicity, document_type = x.document_type,
+                            document_ciphertext = decode(x.document_ciphertext, 'hex'), document_key_id = x.document_key_id,
+                            document_hash = x.document_hash, document_masked = x.document_masked, phone = x.phone, division = x.division,
+                            address = x.address, guardian_id = x.guardian_id, guardian_name = x.guardian_name,
+                            guardian_relation = x.guardian_relation, guardian_phone = x.guardian_phone, deceased = x.deceased,
+                            deceased_date = x.deceased_date, version = r.version + 1, updated_at = now()
+                        FROM jsonb_to_record($1::jsonb) AS \(ResidentRow.recordType)
+                        WHERE r.id = x.id
+                        RETURNING r.id
+                    ), gone AS (
+                        DELETE FROM registry.match_keys WHERE resident_id = (SELECT id FROM u) AND NOT (key = ANY($2::int8[]))
+                    ), k AS (
+                        INSERT INTO registry.match_keys (key, resident_id) SELECT k, u.id FROM unnest($2::int8[]) AS k, u
+                        ON CONFLICT DO NOTHING
+                    ), e AS (
+                        INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
+                        SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($3::jsonb)
+                            AS x(resident_id uuid, kind text, actor text, detail jsonb)
+                    ), a AS (
+                        \(AuditTrail.insertSQL(json: "$4"))
+                    )
+                    SELECT 1
                     """,
-                binds: try jsonBinds(row)), logger: logger)
-        let keys = codec.matchKeys(updated)
-        try await connection.query(
-            """
-            WITH gone AS (DELETE FROM registry.match_keys WHERE resident_id = \(id) AND NOT (key = ANY(\(keys)::int8[])))
-            INSERT INTO registry.match_keys (key, resident_id) SELECT k, \(id) FROM unnest(\(keys)::int8[]) AS k ON CONFLICT DO NOTHING
-            """, logger: logger)
-        try await EventRow.insert(
-            [EventRow(resident_id: id, kind: "updated", actor: principal.clientID, detail: ["fields": changed.joined(separator: ",")])],
-            on: connection, logger: logger)
-        try await audit(principal, "resident.update", current, requestID: requestID, on: connection)
-        return try await load(id, on: connection).view(identifiers: identifiers)
+                binds: binds), logger: logger)
+        return (current, identifiers, true)
     }
 
     /// Links a facility's patient id to a resident the caller can already see.
