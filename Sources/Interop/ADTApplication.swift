@@ -49,35 +49,31 @@ public struct ADTRegistration: HL7BatchApplication {
                 results[index] = .failure(error)
             }
         }
-        let existing = try await registry.residentIDs(
-            patients.map { (items[$0.index].context.facility, $0.patient.localId) }, on: connection)
-        var registrations: [(index: Int, patient: PatientDemographics)] = []
-        for (index, patient) in patients {
-            let context = items[index].context
-            guard let id = existing[context.facility + "\u{1F}" + patient.localId] else {
-                registrations.append((index, patient))
-                continue
-            }
-            do {
-                try await registry.updateQuietly(
-                    id: id, with: patient.patch, by: context.principal, requestID: context.messageID.uuidString.lowercased(),
-                    today: context.today, on: connection)
-                results[index] = .success(HL7Applied(residentID: id, warnings: patient.warnings))
-            } catch let error as PSQLError {
-                throw error
-            } catch {
-                results[index] = .failure(Self.senderError(error, sources: patient.sources))
-            }
-        }
-        let outcomes = try await registry.registerOutcomes(
-            registrations.map { index, patient in
+        let found = try await registry.registerOrFind(
+            patients.map { index, patient in
                 var draft = patient.draft
                 draft.facility = items[index].context.facility
                 let context = items[index].context
                 return (draft, context.principal, context.messageID.uuidString.lowercased())
             }, today: items.first?.context.today ?? ChinaDate.today(), on: connection)
-        for ((index, patient), outcome) in zip(registrations, outcomes) {
-            results[index] = outcome.map { Self.applied($0, patient) }.mapError { Self.senderError($0, sources: patient.sources) }
+        for ((index, patient), outcome) in zip(patients, found) {
+            let context = items[index].context
+            switch outcome {
+            case .failure(let error): results[index] = .failure(Self.senderError(error, sources: patient.sources))
+            case .success(.registered(let registration)): results[index] = .success(Self.applied(registration, patient))
+            case .success(.existing(let id)):
+                // Known to the facility: the message updates the resident, with what it carries.
+                do {
+                    try await registry.updateQuietly(
+                        id: id, with: patient.patch, by: context.principal, requestID: context.messageID.uuidString.lowercased(),
+                        today: context.today, on: connection)
+                    results[index] = .success(HL7Applied(residentID: id, warnings: patient.warnings))
+                } catch let error as PSQLError {
+                    throw error
+                } catch {
+                    results[index] = .failure(Self.senderError(error, sources: patient.sources))
+                }
+            }
         }
         return results.map { $0! }
     }

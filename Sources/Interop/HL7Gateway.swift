@@ -178,16 +178,10 @@ public struct HL7Gateway: MLLPMessageHandler {
 
     func commitTogether(_ batch: [PendingMessage]) async throws -> [[[UInt8]]] {
         try await client.transaction(logger: logger) { connection in
-            let keys = batch.compactMap { Self.patientKey($0.message, facility: $0.context.facility) }
-            if !keys.isEmpty {
-                try await connection.query(
-                    """
-                    SELECT pg_advisory_xact_lock(\(Self.patientLockClass), h)
-                    FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(\(keys)::text[]) AS k ORDER BY 1) AS sorted
-                    """, logger: logger)
-            }
             let found = try await inbox.lookup(
-                batch.map { ($0.context.facility, $0.entry.header.controlID ?? "", $0.entry.contentHash) }, on: connection)
+                batch.map { ($0.context.facility, $0.entry.header.controlID ?? "", $0.entry.contentHash) },
+                locking: batch.compactMap { Self.patientKey($0.message, facility: $0.context.facility) }, lockClass: Self.patientLockClass,
+                on: connection)
             var frames = [[[UInt8]]?](repeating: nil, count: batch.count)
             var entries = batch.map(\.entry)
             var groups: [String: (application: any HL7BatchApplication, members: [Int])] = [:]

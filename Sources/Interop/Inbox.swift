@@ -95,29 +95,27 @@ struct Inbox: Sendable {
 
     /// For each (facility, control ID, bytes) of a batch, in one round trip: the stored ACKs if
     /// these bytes came before (counting the attempt), and whether the control ID was used before
-    /// for other bytes. An empty control ID is never a resend.
-    func lookup(_ messages: [(facility: String, controlID: String, contentHash: [UInt8])], on connection: PostgresConnection) async throws
-        -> [(stored: (commitAck: [UInt8]?, ack: [UInt8]?)?, reused: Bool)]
-    {
+    /// for other bytes. An empty control ID is never a resend. The same statement takes the
+    /// per-patient advisory locks (`locks`, hashed and sorted): its own snapshot predates them,
+    /// which only means a resend committed by another gateway meanwhile is caught by the inbox's
+    /// unique index instead; every later statement of the transaction sees it.
+    func lookup(
+        _ messages: [(facility: String, controlID: String, contentHash: [UInt8])], locking locks: [String], lockClass: Int32,
+        on connection: PostgresConnection
+    ) async throws -> [(stored: (commitAck: [UInt8]?, ack: [UInt8]?)?, reused: Bool)] {
         var result = [(stored: (commitAck: [UInt8]?, ack: [UInt8]?)?, reused: Bool)](repeating: (nil, false), count: messages.count)
         let asked = messages.indices.filter { !messages[$0].controlID.isEmpty }
-        guard !asked.isEmpty else { return result }
-        let rows = try await connection.query(
-            """
-            WITH p AS (
-                SELECT * FROM unnest(\(asked.map { Int32($0) })::int4[], \(asked.map { messages[$0].facility })::text[],
-                    \(asked.map { messages[$0].controlID })::text[], \(asked.map { messages[$0].contentHash.hexString })::text[])
-                    AS p(n, facility, control_id, content_hash)
-            ), hit AS (
-                UPDATE interop.messages m SET attempts = m.attempts + 1 FROM p
-                WHERE m.facility = p.facility AND m.control_id = p.control_id AND m.content_hash = decode(p.content_hash, 'hex')
-                RETURNING p.n, m.commit_ack, m.ack
-            )
-            SELECT p.n, h.n IS NOT NULL, h.commit_ack, h.ack,
-                   EXISTS (SELECT 1 FROM interop.messages m WHERE m.facility = p.facility AND m.control_id = p.control_id)
-            FROM p LEFT JOIN hit h ON h.n = p.n
-            """, logger: logger)
-        for try await (n, hit, commit, ack, used) in rows.decode((Int32, Bool, Data?, Data?, Bool).self) {
+        guard !asked.isEmpty || !locks.isEmpty else { return result }
+        var binds = PostgresBindings()
+        binds.append(locks)
+        binds.append(lockClass)
+        binds.append(asked.map { Int32($0) })
+        binds.append(asked.map { messages[$0].facility })
+        binds.append(asked.map { messages[$0].controlID })
+        binds.append(asked.map { messages[$0].contentHash.hexString })
+        for row in try await connection.run(LockAndLookupStatement(binds: binds), logger: logger) {
+            let (n, hit, commit, ack, used) = try row.decode((Int32, Bool, Data?, Data?, Bool).self)
+            guard n >= 0 else { continue }
             result[Int(n)] = (hit ? (commit.map(Array.init), ack.map(Array.init)) : nil, used && !hit)
         }
         return result
@@ -129,63 +127,45 @@ struct Inbox: Sendable {
         try await store([entry], on: connection) == 1
     }
 
-    static let storedColumns = [
-        "id", "received_at", "peer_address", "facility", "sending_application", "sending_facility", "control_id", "message_type",
-        "trigger_event", "structure", "version", "charset", "processing_id", "content_hash", "byte_count", "raw_ciphertext",
-        "raw_key_id", "status", "ack_code", "commit_ack", "ack", "error_code", "error_hl7_code", "error_location", "error_text",
-        "warnings", "resident_id", "applied_at",
-    ]
-
     /// Stores entries in one statement; returns how many were new (an identical message that
     /// committed first is skipped, and the caller decides what that means).
     func store(_ entries: [InboxEntry], on connection: PostgresConnection) async throws -> Int {
         guard !entries.isEmpty else { return 0 }
-        var binds = PostgresBindings()
-        var tuples: [String] = []
         let appliedAt = Date()
-        for entry in entries {
-            let header = entry.header
-            let first = binds.count + 1
-            tuples.append("(" + (first..<first + Self.storedColumns.count).map { "$\($0)" }.joined(separator: ", ") + ")")
-            binds.append(entry.id)
-            binds.append(entry.receivedAt)
-            binds.append(entry.peerAddress)
-            binds.append(entry.facility)
-            binds.append(header.sendingApplication)
-            binds.append(header.sendingFacility)
-            binds.append(header.controlID)
-            binds.append(header.messageType)
-            binds.append(header.triggerEvent)
-            binds.append(header.structure)
-            binds.append(header.version)
-            binds.append(header.charset)
-            binds.append(header.processingID)
-            binds.append(ByteBuffer(bytes: entry.contentHash))
-            binds.append(entry.byteCount)
-            binds.append(ByteBuffer(bytes: entry.raw.bytes))
-            binds.append(entry.raw.keyID)
-            binds.append(entry.status.rawValue)
-            binds.append(entry.ackCode.rawValue)
-            binds.append(entry.commitAck.map { ByteBuffer(bytes: $0) })
-            binds.append(entry.ack.map { ByteBuffer(bytes: $0) })
-            binds.append(entry.error.map { "hl7.\($0.code)" })
-            binds.append(entry.error.map { $0.code.rawValue })
-            binds.append(entry.error.map { $0.location.fieldPath })
-            binds.append(entry.error?.text)
-            binds.append(entry.warnings)
-            binds.append(entry.residentID)
-            binds.append(entry.status == .applied ? appliedAt : nil)
+        let rows = entries.map { entry in
+            StoredRow(
+                id: entry.id, received_at: entry.receivedAt.timeIntervalSince1970, peer_address: entry.peerAddress,
+                facility: entry.facility, sending_application: entry.header.sendingApplication,
+                sending_facility: entry.header.sendingFacility, control_id: entry.header.controlID,
+                message_type: entry.header.messageType, trigger_event: entry.header.triggerEvent, structure: entry.header.structure,
+                version: entry.header.version, charset: entry.header.charset, processing_id: entry.header.processingID,
+                content_hash: entry.contentHash.hexString, byte_count: entry.byteCount, raw_ciphertext: entry.raw.bytes.hexString,
+                raw_key_id: entry.raw.keyID, status: entry.status.rawValue, ack_code: entry.ackCode.rawValue,
+                commit_ack: entry.commitAck?.hexString, ack: entry.ack?.hexString, error_code: entry.error.map { "hl7.\($0.code)" },
+                error_hl7_code: entry.error.map { $0.code.rawValue }, error_location: entry.error.map { $0.location.fieldPath },
+                error_text: entry.error?.text, warnings: entry.warnings, resident_id: entry.residentID,
+                applied_at: entry.status == .applied ? appliedAt.timeIntervalSince1970 : nil)
         }
-        let rows = try await connection.query(
-            PostgresQuery(
-                unsafeSQL: """
-                    INSERT INTO interop.messages (\(Self.storedColumns.joined(separator: ", ")))
-                    VALUES \(tuples.joined(separator: ", "))
-                    ON CONFLICT (facility, control_id, content_hash) WHERE facility IS NOT NULL AND control_id IS NOT NULL DO NOTHING
-                    RETURNING id
-                    """, binds: binds), logger: logger
-        ).collect()
-        return rows.count
+        var binds = PostgresBindings()
+        binds.append(String(decoding: try JSONEncoder().encode(rows), as: UTF8.self))
+        return try await connection.run(InboxStoreStatement(binds: binds), logger: logger).count
+    }
+
+    /// An inbox row as `InboxStoreStatement` reads it: bytea as hex, times as epoch seconds.
+    struct StoredRow: Encodable {
+        let id: UUID
+        let received_at: Double
+        let peer_address, facility, sending_application, sending_facility, control_id, message_type, trigger_event: String?
+        let structure, version, charset, processing_id: String?
+        let content_hash: String
+        let byte_count: Int
+        let raw_ciphertext, raw_key_id, status, ack_code: String
+        let commit_ack, ack, error_code: String?
+        let error_hl7_code: Int?
+        let error_location, error_text: String?
+        let warnings: [String]
+        let resident_id: UUID?
+        let applied_at: Double?
     }
 
     /// Records a replay's outcome on the stored row.
@@ -232,4 +212,49 @@ struct SenderPeek: Sendable {
         application = first(1)
         facility = first(2)
     }
+}
+
+/// See `Inbox.lookup(_:locking:lockClass:on:)`. The `-1` row makes sure the locks are taken even
+/// when no message has a control ID.
+struct LockAndLookupStatement: PreparedSQL {
+    static let sql = """
+        WITH locked AS MATERIALIZED (
+            SELECT count(pg_advisory_xact_lock($2::int4, h)) AS n
+            FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS sorted
+        ), p AS (
+            SELECT * FROM unnest($3::int4[], $4::text[], $5::text[], $6::text[]) AS p(n, facility, control_id, content_hash)
+        ), hit AS (
+            UPDATE interop.messages m SET attempts = m.attempts + 1 FROM p
+            WHERE m.facility = p.facility AND m.control_id = p.control_id AND m.content_hash = decode(p.content_hash, 'hex')
+            RETURNING p.n, m.commit_ack, m.ack
+        )
+        SELECT p.n, h.n IS NOT NULL, h.commit_ack, h.ack,
+               EXISTS (SELECT 1 FROM interop.messages m WHERE m.facility = p.facility AND m.control_id = p.control_id)
+        FROM locked, p LEFT JOIN hit h ON h.n = p.n
+        UNION ALL SELECT -1, false, NULL, NULL, false FROM locked
+        """
+    let binds: PostgresBindings
+}
+
+/// Inbox rows from `Inbox.StoredRow` JSON; a resend that committed first is skipped.
+struct InboxStoreStatement: PreparedSQL {
+    static let sql = """
+        INSERT INTO interop.messages (id, received_at, peer_address, facility, sending_application, sending_facility, control_id,
+            message_type, trigger_event, structure, version, charset, processing_id, content_hash, byte_count, raw_ciphertext,
+            raw_key_id, status, ack_code, commit_ack, ack, error_code, error_hl7_code, error_location, error_text, warnings,
+            resident_id, applied_at)
+        SELECT id, to_timestamp(received_at), peer_address, facility, sending_application, sending_facility, control_id,
+            message_type, trigger_event, structure, version, charset, processing_id, decode(content_hash, 'hex'), byte_count,
+            decode(raw_ciphertext, 'hex'), raw_key_id, status, ack_code, decode(commit_ack, 'hex'), decode(ack, 'hex'), error_code,
+            error_hl7_code, error_location, error_text, ARRAY(SELECT jsonb_array_elements_text(warnings)), resident_id,
+            to_timestamp(applied_at)
+        FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, received_at float8, peer_address text, facility text,
+            sending_application text, sending_facility text, control_id text, message_type text, trigger_event text,
+            structure text, version text, charset text, processing_id text, content_hash text, byte_count int, raw_ciphertext text,
+            raw_key_id text, status text, ack_code text, commit_ack text, ack text, error_code text, error_hl7_code int,
+            error_location text, error_text text, warnings jsonb, resident_id uuid, applied_at float8)
+        ON CONFLICT (facility, control_id, content_hash) WHERE facility IS NOT NULL AND control_id IS NOT NULL DO NOTHING
+        RETURNING id
+        """
+    let binds: PostgresBindings
 }

@@ -73,17 +73,25 @@ struct Registrar: Sendable {
     func register(
         _ registrations: [Registration], actor: Principal, requestID: String?, purpose: String, on connection: PostgresConnection
     ) async throws -> [RegistrationOutcome] {
-        var outcomes = [RegistrationOutcome?](repeating: nil, count: registrations.count)
+        let keys = registrations.map { codec.matchKeys($0.record) }
+        let references = try await referencesLocking(registrations, keys: keys, on: connection)
+        return try await register(
+            registrations, keys: keys, references: references, actor: actor, requestID: requestID, purpose: purpose, on: connection)
+    }
 
-        // Facility ids already linked, and repeated ids within the batch, change nothing. Read before
-        // the bucket locks: a registration of the same facility id committing meanwhile makes our
-        // identifier insert fail with a unique violation, and the caller reruns the transaction.
-        let (known, activeFacilities, existingGuardians) = try await references(registrations, on: connection)
+    /// Registers with the references already read and the blocking-key buckets of `keys` already
+    /// locked (`referencesLocking`).
+    func register(
+        _ registrations: [Registration], keys allKeysOf: [[Int64]], references: References, actor: Principal, requestID: String?,
+        purpose: String, on connection: PostgresConnection
+    ) async throws -> [RegistrationOutcome] {
+        var outcomes = [RegistrationOutcome?](repeating: nil, count: registrations.count)
+        let known = references.linked
         var pending: [Int] = []
         for (index, registration) in registrations.enumerated() {
-            if let facility = registration.facility, !activeFacilities.contains(facility) {
+            if let facility = registration.facility, !references.activeFacilities.contains(facility) {
                 outcomes[index] = .init(kind: .rejected, reason: "facility \(facility) is not registered or not active")
-            } else if let guardian = registration.record.guardianID, !existingGuardians.contains(guardian) {
+            } else if let guardian = registration.record.guardianID, !references.guardians.contains(guardian) {
                 outcomes[index] = .init(kind: .rejected, reason: "guardian.residentId names no resident")
             } else if let facility = registration.facility, let localId = registration.localId,
                 let resident = known[facility + "\u{1F}" + localId]
@@ -95,30 +103,13 @@ struct Registrar: Sendable {
         }
         guard !pending.isEmpty else { return outcomes.map { $0! } }
 
-        let keys = pending.map { codec.matchKeys(registrations[$0].record) }
+        let keys = pending.map { allKeysOf[$0] }
         let allKeys = Array(Set(keys.joined())).sorted()
-        let buckets = Array(Set(allKeys.map { Int32(truncatingIfNeeded: (($0 % Self.buckets) + Self.buckets) % Self.buckets) })).sorted()
-        try await connection.query(
-            "SELECT pg_advisory_xact_lock(\(Self.lockClass), b) FROM unnest(\(buckets)::int4[]) AS b", logger: logger)
 
         // Locked: the candidates, with what a concurrent registration may have added.
         var candidatesByKey: [Int64: [UUID]] = [:]
         var residents: [UUID: StoredResident] = [:]
-        let candidateRows = try await connection.query(
-            PostgresQuery(
-                unsafeSQL: """
-                    SELECT \(ResidentCodec.columns), m.keys FROM (
-                        SELECT mk.resident_id, array_agg(k) AS keys FROM unnest($1::int8[]) AS k,
-                          LATERAL (SELECT resident_id FROM registry.match_keys WHERE key = k LIMIT \(Self.fanOutPerKey)) AS mk
-                        GROUP BY mk.resident_id
-                    ) AS m JOIN registry.residents r ON r.id = m.resident_id AND r.status = 'active'
-                    """,
-                binds: {
-                    var binds = PostgresBindings()
-                    binds.append(allKeys)
-                    return binds
-                }()), logger: logger)
-        for try await row in candidateRows {
+        for row in try await connection.run(CandidatesStatement(keys: allKeys), logger: logger) {
             let resident = try codec.decode(row)
             residents[resident.id] = resident
             let cells = row.makeRandomAccess()
@@ -257,30 +248,39 @@ func pairKeyParts(_ registration: Registration) -> (String, String)? {
     registration.facility.flatMap { facility in registration.localId.map { (facility, $0) } }
 }
 
+/// What a registration batch must know before matching: the residents already linked to its
+/// facility ids (keyed `facility␟localId`), which of its facilities are active, which guardians exist.
+struct References {
+    var linked: [String: UUID] = [:]
+    var activeFacilities: Set<String> = []
+    var guardians: Set<UUID> = []
+}
+
 extension Registrar {
-    /// In one round trip: the residents already linked to the batch's facility ids (keyed
-    /// `facility␟localId`), which of its facilities are active, and which guardians exist.
-    func references(_ registrations: [Registration], on connection: PostgresConnection) async throws
-        -> (linked: [String: UUID], activeFacilities: Set<String>, guardians: Set<UUID>)
-    {
-        let pairs = registrations.compactMap(pairKeyParts)
-        let facilities = Array(Set(registrations.compactMap(\.facility)))
-        let guardians = Array(Set(registrations.compactMap(\.record.guardianID)))
-        var result: (linked: [String: UUID], activeFacilities: Set<String>, guardians: Set<UUID>) = ([:], [], [])
-        guard !pairs.isEmpty || !facilities.isEmpty || !guardians.isEmpty else { return result }
-        let rows = try await connection.query(
-            """
-            SELECT 'l', i.facility || chr(31) || i.local_id, i.resident_id FROM registry.identifiers i
-              JOIN unnest(\(pairs.map(\.0))::text[], \(pairs.map(\.1))::text[]) AS p(facility, local_id)
-                ON i.facility = p.facility AND i.local_id = p.local_id
-            UNION ALL SELECT 'f', code, NULL FROM registry.facilities WHERE code = ANY(\(facilities)::text[]) AND active
-            UNION ALL SELECT 'g', id::text, id FROM registry.residents WHERE id = ANY(\(guardians)::uuid[])
-            """, logger: logger)
-        for try await (kind, key, id) in rows.decode((String, String, UUID?).self) {
+    static func bucket(_ key: Int64) -> Int32 { Int32(truncatingIfNeeded: ((key % buckets) + buckets) % buckets) }
+
+    /// In one round trip: the references, read before the locks (a registration of the same
+    /// facility id committing meanwhile makes our identifier insert fail with a unique violation,
+    /// and the caller reruns the transaction), and the advisory locks on the blocking-key buckets,
+    /// so that the candidate query that follows sees every committed resident sharing a key and
+    /// two desks registering one new person at once cannot both create them.
+    func referencesLocking(
+        _ registrations: [Registration], keys: [[Int64]], alsoLinked extraPairs: [(String, String)] = [], on connection: PostgresConnection
+    ) async throws -> References {
+        let pairs = registrations.compactMap(pairKeyParts) + extraPairs
+        let buckets = Array(Set(keys.joined().map(Self.bucket))).sorted()
+        var result = References()
+        let rows = try await connection.run(
+            ReferencesStatement(
+                facilities: pairs.map(\.0), localIds: pairs.map(\.1), active: Array(Set(registrations.compactMap(\.facility))),
+                buckets: buckets, guardians: Array(Set(registrations.compactMap(\.record.guardianID)))), logger: logger)
+        for row in rows {
+            let (kind, key, id) = try row.decode((String, String, UUID?).self)
             switch kind {
             case "l": result.linked[key] = id
             case "f": result.activeFacilities.insert(key)
-            default: if let id { result.guardians.insert(id) }
+            case "g": if let id { result.guardians.insert(id) }
+            default: break
             }
         }
         return result
@@ -323,30 +323,78 @@ extension Registrar {
         binds.append(identifiers.map(\.source))
         binds.append(try jsonText(events))
         binds.append(try AuditTrail.json(audits))
-        try await connection.query(
-            PostgresQuery(
-                unsafeSQL: """
-                    WITH r AS (
-                        INSERT INTO registry.residents (\(ResidentRow.copyColumns.joined(separator: ", ")))
-                        SELECT \(ResidentRow.copyColumns.map { $0 == "document_ciphertext" ? "decode(x.document_ciphertext, 'hex')" : "x." + $0 }
-                            .joined(separator: ", "))
-                        FROM jsonb_to_recordset($1::jsonb) AS \(ResidentRow.recordType)
-                    ), k AS (
-                        INSERT INTO registry.match_keys (key, resident_id) SELECT * FROM unnest($2::int8[], $3::uuid[])
-                    ), i AS (
-                        INSERT INTO registry.identifiers (facility, local_id, resident_id, source)
-                        SELECT * FROM unnest($4::text[], $5::text[], $6::uuid[], $7::text[])
-                    ), e AS (
-                        INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
-                        SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($8::jsonb)
-                            AS x(resident_id uuid, kind text, actor text, detail jsonb)
-                    ), a AS (
-                        \(AuditTrail.insertSQL(json: "$9"))
-                    )
-                    SELECT 1
-                    """,
-                binds: binds), logger: logger)
+        try await connection.run(RegistrationWriteStatement(binds: binds), logger: logger)
     }
+}
+
+/// The references and the bucket locks (see `referencesLocking`). The `n` row makes sure the
+/// locks are taken even when nothing else matches.
+struct ReferencesStatement: PreparedSQL {
+    static let sql = """
+        WITH locked AS MATERIALIZED (
+            SELECT count(pg_advisory_xact_lock(\(Registrar.lockClass), b)) AS n
+            FROM (SELECT DISTINCT b FROM unnest($4::int4[]) AS b ORDER BY b) AS sorted
+        )
+        SELECT 'l', i.facility || chr(31) || i.local_id, i.resident_id FROM locked, registry.identifiers i
+          JOIN unnest($1::text[], $2::text[]) AS p(facility, local_id) ON i.facility = p.facility AND i.local_id = p.local_id
+        UNION ALL SELECT 'f', code, NULL FROM locked, registry.facilities WHERE code = ANY($3::text[]) AND active
+        UNION ALL SELECT 'g', id::text, id FROM locked, registry.residents WHERE id = ANY($5::uuid[])
+        UNION ALL SELECT 'n', n::text, NULL FROM locked
+        """
+    let binds: PostgresBindings
+
+    init(facilities: [String], localIds: [String], active: [String], buckets: [Int32], guardians: [UUID]) {
+        var binds = PostgresBindings()
+        binds.append(facilities)
+        binds.append(localIds)
+        binds.append(active)
+        binds.append(buckets)
+        binds.append(guardians)
+        self.binds = binds
+    }
+}
+
+/// Active residents sharing a blocking key, at most `fanOutPerKey` per key, each with the keys it shares.
+struct CandidatesStatement: PreparedSQL {
+    static let sql = """
+        SELECT \(ResidentCodec.columns), m.keys FROM (
+            SELECT mk.resident_id, array_agg(k) AS keys FROM unnest($1::int8[]) AS k,
+              LATERAL (SELECT resident_id FROM registry.match_keys WHERE key = k LIMIT \(Registrar.fanOutPerKey)) AS mk
+            GROUP BY mk.resident_id
+        ) AS m, LATERAL (SELECT * FROM registry.residents r WHERE r.id = m.resident_id AND r.status = 'active') AS r
+        """
+    let binds: PostgresBindings
+
+    init(keys: [Int64]) {
+        var binds = PostgresBindings()
+        binds.append(keys)
+        self.binds = binds
+    }
+}
+
+/// New residents, their blocking keys, facility ids, history and audit rows in one statement.
+struct RegistrationWriteStatement: PreparedSQL {
+    static let sql = """
+        WITH r AS (
+            INSERT INTO registry.residents (\(ResidentRow.copyColumns.joined(separator: ", ")))
+            SELECT \(ResidentRow.copyColumns.map { $0 == "document_ciphertext" ? "decode(x.document_ciphertext, 'hex')" : "x." + $0 }
+                .joined(separator: ", "))
+            FROM jsonb_to_recordset($1::jsonb) AS \(ResidentRow.recordType)
+        ), k AS (
+            INSERT INTO registry.match_keys (key, resident_id) SELECT * FROM unnest($2::int8[], $3::uuid[])
+        ), i AS (
+            INSERT INTO registry.identifiers (facility, local_id, resident_id, source)
+            SELECT * FROM unnest($4::text[], $5::text[], $6::uuid[], $7::text[])
+        ), e AS (
+            INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
+            SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($8::jsonb)
+                AS x(resident_id uuid, kind text, actor text, detail jsonb)
+        ), a AS (
+            \(AuditTrail.insertSQL(json: "$9"))
+        )
+        SELECT 1
+        """
+    let binds: PostgresBindings
 }
 
 struct IdentifierRow: Encodable {

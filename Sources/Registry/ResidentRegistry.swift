@@ -150,20 +150,36 @@ public struct ResidentRegistry: Sendable {
         return RegistrationResult(resident: resident.view(identifiers: try await identifiers(of: id, on: connection)), match: outcome)
     }
 
-    /// Registers many inside the caller's transaction, each with its own caller and request (the HL7
-    /// gateway's group commit): one matcher pass, one write. A registration the caller may not make
-    /// or whose record is invalid fails alone, before anything is written; database errors abort
-    /// the transaction for the caller to rerun.
-    public func registerOutcomes(
+    /// What a feed's registration found: the facility id already linked, or a registration made.
+    public enum FeedRegistration: Sendable {
+        case existing(UUID)
+        case registered(RegistrationOutcome)
+    }
+
+    /// Registers many inside the caller's transaction, each with its own caller and request (the
+    /// HL7 gateway's group commit), unless the facility id is already linked: then it answers
+    /// `existing` for the caller to update instead. The links, facilities and guardians are read
+    /// and the blocking-key buckets locked in one round trip; one matcher pass, one write. A
+    /// registration the caller may not make or whose record is invalid fails alone, before
+    /// anything is written; database errors abort the transaction for the caller to rerun.
+    public func registerOrFind(
         _ items: [(draft: ResidentDraft, principal: Principal, requestID: String?)], today: Int = ChinaDate.today(),
         on connection: PostgresConnection
-    ) async throws -> [Result<RegistrationOutcome, any Error>] {
-        var results = [Result<RegistrationOutcome, any Error>?](repeating: nil, count: items.count)
+    ) async throws -> [Result<FeedRegistration, any Error>] {
+        var results = [Result<FeedRegistration, any Error>?](repeating: nil, count: items.count)
         var registrations: [Registration] = []
         var owners: [Int] = []
+        var invalid: [(index: Int, pair: (String, String), error: any Error)] = []
         for (index, item) in items.enumerated() {
+            let facility: String?
+            let localId: String?
             do {
-                let (facility, localId) = try Self.registeringFacility(item.draft, principal: item.principal)
+                (facility, localId) = try Self.registeringFacility(item.draft, principal: item.principal)
+            } catch {
+                results[index] = .failure(error)
+                continue
+            }
+            do {
                 let record = try ResidentValidation.validate(item.draft, today: today)
                 registrations.append(
                     Registration(
@@ -171,39 +187,46 @@ public struct ResidentRegistry: Sendable {
                         requestID: item.requestID))
                 owners.append(index)
             } catch {
-                results[index] = .failure(error)
+                // Not enough to register, but perhaps enough to update a patient already linked.
+                guard let facility, let localId else {
+                    results[index] = .failure(error)
+                    continue
+                }
+                invalid.append((index, (facility, localId), error))
             }
         }
-        if !registrations.isEmpty {
+        guard !registrations.isEmpty || !invalid.isEmpty else { return results.map { $0! } }
+        let keys = registrations.map { codec.matchKeys($0.record) }
+        let references = try await registrar.referencesLocking(registrations, keys: keys, alsoLinked: invalid.map(\.pair), on: connection)
+        for (index, pair, error) in invalid {
+            results[index] = references.linked[pair.0 + "\u{1F}" + pair.1].map { .success(.existing($0)) } ?? .failure(error)
+        }
+        var fresh: [Int] = []
+        for (position, registration) in registrations.enumerated() {
+            if let pair = pairKeyParts(registration), let id = references.linked[pair.0 + "\u{1F}" + pair.1] {
+                results[owners[position]] = .success(.existing(id))
+            } else {
+                fresh.append(position)
+            }
+        }
+        if !fresh.isEmpty {
             let outcomes = try await registrar.register(
-                registrations, actor: registrations[0].actor!, requestID: nil, purpose: "registration", on: connection)
-            for (owner, outcome) in zip(owners, outcomes) {
-                if outcome.kind == .rejected {
+                fresh.map { registrations[$0] }, keys: fresh.map { keys[$0] }, references: references,
+                actor: registrations[fresh[0]].actor!, requestID: nil, purpose: "registration", on: connection)
+            for (position, outcome) in zip(fresh, outcomes) {
+                switch outcome.kind {
+                case .rejected:
                     let reason = outcome.reason ?? "rejected"
-                    results[owner] = .failure(
+                    results[owners[position]] = .failure(
                         RegistryError.invalid(field: reason.hasPrefix("guardian") ? "guardian.residentId" : "facility", reason: reason))
-                } else {
-                    results[owner] = .success(outcome)
+                case .existing:
+                    results[owners[position]] = .success(.existing(UUID(uuidString: outcome.residentId!)!))
+                default:
+                    results[owners[position]] = .success(.registered(outcome))
                 }
             }
         }
         return results.map { $0! }
-    }
-
-    /// The residents these facility patient ids are linked to, keyed `facility␟localId`.
-    public func residentIDs(_ pairs: [(facility: String, localId: String)], on connection: PostgresConnection) async throws -> [String:
-        UUID]
-    {
-        var found: [String: UUID] = [:]
-        guard !pairs.isEmpty else { return found }
-        let rows = try await connection.query(
-            """
-            SELECT i.facility || chr(31) || i.local_id, i.resident_id FROM registry.identifiers i
-              JOIN unnest(\(pairs.map(\.facility))::text[], \(pairs.map(\.localId))::text[]) AS p(facility, local_id)
-                ON i.facility = p.facility AND i.local_id = p.local_id
-            """, logger: logger)
-        for try await (key, id) in rows.decode((String, UUID).self) { found[key] = id }
-        return found
     }
 
     /// The resident a facility's patient id is linked to, if any, inside the caller's transaction.
@@ -424,8 +447,7 @@ public struct ResidentRegistry: Sendable {
     private func change(
         id: UUID, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int, on connection: PostgresConnection
     ) async throws -> (StoredResident, [FacilityIdentifier], changed: Bool) {
-        let current = try await load(id, on: connection, forUpdate: true)
-        let identifiers = try await identifiers(of: id, on: connection)
+        let (current, identifiers) = try await loadForUpdate(id, on: connection)
         try authorizeWrite(principal, current, identifiers: identifiers, patch: patch)
         try current.requireActive()
         let updated = try ResidentValidation.apply(patch, to: current.record, today: today)
@@ -449,35 +471,7 @@ public struct ResidentRegistry: Sendable {
                 EventRow(resident_id: id, kind: "updated", actor: principal.clientID, detail: ["fields": changed.joined(separator: ",")])
             ]))
         binds.append(try AuditTrail.json([auditEvent(principal, "resident.update", current, requestID: requestID)]))
-        try await connection.query(
-            PostgresQuery(
-                unsafeSQL: """
-                    WITH u AS (
-                        UPDATE registry.residents r SET name = x.name, name_pinyin = x.name_pinyin, sex = x.sex, birth_date = x.birth_date,
-                            ethnicity = x.ethnicity, document_type = x.document_type,
-                            document_ciphertext = decode(x.document_ciphertext, 'hex'), document_key_id = x.document_key_id,
-                            document_hash = x.document_hash, document_masked = x.document_masked, phone = x.phone, division = x.division,
-                            address = x.address, guardian_id = x.guardian_id, guardian_name = x.guardian_name,
-                            guardian_relation = x.guardian_relation, guardian_phone = x.guardian_phone, deceased = x.deceased,
-                            deceased_date = x.deceased_date, version = r.version + 1, updated_at = now()
-                        FROM jsonb_to_record($1::jsonb) AS \(ResidentRow.recordType)
-                        WHERE r.id = x.id
-                        RETURNING r.id
-                    ), gone AS (
-                        DELETE FROM registry.match_keys WHERE resident_id = (SELECT id FROM u) AND NOT (key = ANY($2::int8[]))
-                    ), k AS (
-                        INSERT INTO registry.match_keys (key, resident_id) SELECT k, u.id FROM unnest($2::int8[]) AS k, u
-                        ON CONFLICT DO NOTHING
-                    ), e AS (
-                        INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
-                        SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($3::jsonb)
-                            AS x(resident_id uuid, kind text, actor text, detail jsonb)
-                    ), a AS (
-                        \(AuditTrail.insertSQL(json: "$4"))
-                    )
-                    SELECT 1
-                    """,
-                binds: binds), logger: logger)
+        try await connection.run(ResidentUpdateStatement(binds: binds), logger: logger)
         return (current, identifiers, true)
     }
 
@@ -594,6 +588,19 @@ public struct ResidentRegistry: Sendable {
         return id
     }
 
+    /// The resident, locked, with their facility identifiers: one round trip on the update path.
+    func loadForUpdate(_ id: UUID, on connection: PostgresConnection) async throws -> (StoredResident, [FacilityIdentifier]) {
+        guard let row = try await connection.run(ResidentForUpdateStatement(id: id), logger: logger).first else {
+            throw RegistryError.notFound("resident \(id.lowercased)")
+        }
+        let cells = row.makeRandomAccess()
+        let identifiers = try cells[cells.count - 1].decode([String].self).map { text in
+            let parts = text.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init)
+            return FacilityIdentifier(facility: parts[0], localId: parts[1], source: parts[2])
+        }
+        return (try codec.decode(row), identifiers)
+    }
+
     func load(_ id: UUID, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> StoredResident {
         let rows = try await connection.query(
             PostgresQuery(
@@ -659,4 +666,52 @@ public enum ChinaDate {
         let parts = calendar.dateComponents([.year, .month, .day], from: now)
         return parts.year! * 10000 + parts.month! * 100 + parts.day!
     }
+}
+
+/// A resident locked for update, with `facility␟localId␟source` of each identifier (sorted).
+struct ResidentForUpdateStatement: PreparedSQL {
+    static let sql = """
+        SELECT \(ResidentCodec.columns), ARRAY(
+            SELECT i.facility || chr(31) || i.local_id || chr(31) || i.source FROM registry.identifiers i
+            WHERE i.resident_id = r.id ORDER BY i.facility, i.local_id)
+        FROM registry.residents r WHERE r.id = $1 FOR UPDATE OF r
+        """
+    let binds: PostgresBindings
+
+    init(id: UUID) {
+        var binds = PostgresBindings()
+        binds.append(id)
+        self.binds = binds
+    }
+}
+
+/// A resident's new row, blocking keys, history line and audit row in one statement.
+struct ResidentUpdateStatement: PreparedSQL {
+    static let sql = """
+        WITH u AS (
+            UPDATE registry.residents r SET name = x.name, name_pinyin = x.name_pinyin, sex = x.sex, birth_date = x.birth_date,
+                ethnicity = x.ethnicity, document_type = x.document_type,
+                document_ciphertext = decode(x.document_ciphertext, 'hex'), document_key_id = x.document_key_id,
+                document_hash = x.document_hash, document_masked = x.document_masked, phone = x.phone, division = x.division,
+                address = x.address, guardian_id = x.guardian_id, guardian_name = x.guardian_name,
+                guardian_relation = x.guardian_relation, guardian_phone = x.guardian_phone, deceased = x.deceased,
+                deceased_date = x.deceased_date, version = r.version + 1, updated_at = now()
+            FROM jsonb_to_record($1::jsonb) AS \(ResidentRow.recordType)
+            WHERE r.id = x.id
+            RETURNING r.id
+        ), gone AS (
+            DELETE FROM registry.match_keys WHERE resident_id = (SELECT id FROM u) AND NOT (key = ANY($2::int8[]))
+        ), k AS (
+            INSERT INTO registry.match_keys (key, resident_id) SELECT k, u.id FROM unnest($2::int8[]) AS k, u
+            ON CONFLICT DO NOTHING
+        ), e AS (
+            INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
+            SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($3::jsonb)
+                AS x(resident_id uuid, kind text, actor text, detail jsonb)
+        ), a AS (
+            \(AuditTrail.insertSQL(json: "$4"))
+        )
+        SELECT 1
+        """
+    let binds: PostgresBindings
 }

@@ -60,7 +60,8 @@ struct TestGateway: Sendable {
 }
 
 func withTestGateway<Result: Sendable>(
-    tls: TLSConfiguration? = nil, _ body: @Sendable (TestGateway) async throws -> Result
+    tls: TLSConfiguration? = nil, routes: @Sendable (inout HL7Router) -> Void = { _ in },
+    _ body: @Sendable (TestGateway) async throws -> Result
 ) async throws -> Result {
     try await withTestDatabase { postgres, database in
         try await postgres.query(
@@ -73,9 +74,9 @@ func withTestGateway<Result: Sendable>(
         let logger = TestDatabase.logger
         let residents = ResidentRegistry(client: postgres, protector: protector, logger: logger)
         let merges = MergeService(client: postgres, registry: residents, logger: logger)
-        let gateway = HL7Gateway(
-            client: postgres, protector: protector, router: hl7Routes(residents: residents, merges: merges),
-            maximumMessageBytes: 1 << 20, logger: logger)
+        var router = hl7Routes(residents: residents, merges: merges)
+        routes(&router)
+        let gateway = HL7Gateway(client: postgres, protector: protector, router: router, maximumMessageBytes: 1 << 20, logger: logger)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let server = MLLPServer(
             configuration: MLLPConfiguration(host: "127.0.0.1", port: 0, maximumMessageBytes: 1 << 20, tls: tls), handler: gateway,
