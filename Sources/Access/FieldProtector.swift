@@ -36,6 +36,9 @@ public struct FieldProtector: Sendable {
     private let keys: [String: SymmetricKey]
     public let currentKeyID: String
     private let pseudonymKey: SymmetricKey
+    /// HMAC with the key already absorbed: copying it skips the key schedule at every call
+    /// (a registration derives a dozen pseudonyms and blocking keys).
+    private let keyedMAC: HMAC<SHA256>
 
     public init(encryptionKeys: [String: SymmetricKey], currentKeyID: String, pseudonymKey: SymmetricKey) throws(Failure) {
         guard let current = encryptionKeys[currentKeyID] else { throw .unknownKey(currentKeyID) }
@@ -44,6 +47,7 @@ public struct FieldProtector: Sendable {
         self.keys = encryptionKeys
         self.currentKeyID = currentKeyID
         self.pseudonymKey = pseudonymKey
+        self.keyedMAC = HMAC<SHA256>(key: pseudonymKey)
     }
 
     public func seal(_ plaintext: String, context: String) throws -> Sealed {
@@ -75,10 +79,10 @@ public struct FieldProtector: Sendable {
     /// A keyed HMAC-SHA256 of `value`, hex. `domain` separates uses: a lookup hash of an identity
     /// number (`id-lookup`) never equals the pseudonym the same resident gets in an extract.
     public func pseudonym(_ value: String, domain: String) -> String {
-        var mac = HMAC<SHA256>(key: pseudonymKey)
-        mac.update(data: Data(domain.utf8))
+        var mac = keyedMAC
+        mac.update(data: Array(domain.utf8))
         mac.update(data: [0])
-        mac.update(data: Data(value.utf8))
+        mac.update(data: Array(value.utf8))
         return Array(mac.finalize()).hexString
     }
 

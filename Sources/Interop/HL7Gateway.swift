@@ -36,7 +36,7 @@ public struct HL7Gateway: MLLPMessageHandler {
     /// transaction, and how many such transactions run at once.
     public init(
         client: PostgresClient, protector: FieldProtector, router: HL7Router, maximumMessageBytes: Int, batchSize: Int = 64,
-        concurrentBatches: Int = 2, logger: Logger
+        concurrentBatches: Int = 4, logger: Logger
     ) {
         self.client = client
         self.commits = GroupCommit(maximumBatch: batchSize, concurrency: concurrentBatches)

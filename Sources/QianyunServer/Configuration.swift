@@ -30,7 +30,7 @@ public struct Configuration: Sendable {
     public var mllpIdleTimeoutSeconds = 300
     /// Group commit: messages that may share one transaction, and such transactions at once.
     public var hl7BatchSize = 64
-    public var hl7ConcurrentBatches = 2
+    public var hl7ConcurrentBatches = 4
     public var logLevel = Logger.Level.info
     public var jwtSecret: [UInt8]?
     public var tokenLifetimeSeconds = 900

@@ -328,17 +328,22 @@ extension Registrar {
 }
 
 /// The references and the bucket locks (see `referencesLocking`). The `n` row makes sure the
-/// locks are taken even when nothing else matches.
+/// locks are taken even when nothing else matches. Each lookup is a LATERAL probe with a LIMIT,
+/// so the plan cached with the prepared statement stays an index probe when it was made while
+/// the tables were young and small (a join would be planned as a hash over a sequential scan
+/// that keeps running as the tables grow).
 struct ReferencesStatement: PreparedSQL {
     static let sql = """
         WITH locked AS MATERIALIZED (
             SELECT count(pg_advisory_xact_lock(\(Registrar.lockClass), b)) AS n
             FROM (SELECT DISTINCT b FROM unnest($4::int4[]) AS b ORDER BY b) AS sorted
         )
-        SELECT 'l', i.facility || chr(31) || i.local_id, i.resident_id FROM locked, registry.identifiers i
-          JOIN unnest($1::text[], $2::text[]) AS p(facility, local_id) ON i.facility = p.facility AND i.local_id = p.local_id
-        UNION ALL SELECT 'f', code, NULL FROM locked, registry.facilities WHERE code = ANY($3::text[]) AND active
-        UNION ALL SELECT 'g', id::text, id FROM locked, registry.residents WHERE id = ANY($5::uuid[])
+        SELECT 'l', p.facility || chr(31) || p.local_id, i.resident_id FROM locked, unnest($1::text[], $2::text[]) AS p(facility, local_id),
+          LATERAL (SELECT resident_id FROM registry.identifiers i WHERE i.facility = p.facility AND i.local_id = p.local_id LIMIT 1) AS i
+        UNION ALL SELECT 'f', f.code, NULL FROM locked, unnest($3::text[]) AS c,
+          LATERAL (SELECT code FROM registry.facilities WHERE code = c AND active LIMIT 1) AS f
+        UNION ALL SELECT 'g', r.id::text, r.id FROM locked, unnest($5::uuid[]) AS g,
+          LATERAL (SELECT id FROM registry.residents WHERE id = g LIMIT 1) AS r
         UNION ALL SELECT 'n', n::text, NULL FROM locked
         """
     let binds: PostgresBindings
@@ -354,14 +359,16 @@ struct ReferencesStatement: PreparedSQL {
     }
 }
 
-/// Active residents sharing a blocking key, at most `fanOutPerKey` per key, each with the keys it shares.
+/// Active residents sharing a blocking key, at most `fanOutPerKey` per key, each with the keys it
+/// shares. The `LIMIT 1` keeps the resident lookup a primary-key probe per candidate: without it
+/// the planner may flatten the join and, with a young table's statistics, scan every resident.
 struct CandidatesStatement: PreparedSQL {
     static let sql = """
         SELECT \(ResidentCodec.columns), m.keys FROM (
             SELECT mk.resident_id, array_agg(k) AS keys FROM unnest($1::int8[]) AS k,
               LATERAL (SELECT resident_id FROM registry.match_keys WHERE key = k LIMIT \(Registrar.fanOutPerKey)) AS mk
             GROUP BY mk.resident_id
-        ) AS m, LATERAL (SELECT * FROM registry.residents r WHERE r.id = m.resident_id AND r.status = 'active') AS r
+        ) AS m, LATERAL (SELECT * FROM registry.residents r WHERE r.id = m.resident_id AND r.status = 'active' LIMIT 1) AS r
         """
     let binds: PostgresBindings
 

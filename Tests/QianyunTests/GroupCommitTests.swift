@@ -127,7 +127,8 @@ struct PoisonApplication: HL7BatchApplication {
     }
 
     @Test func aMessageThePoolRefusesFailsAloneAndTheRestOfItsBatchCommits() async throws {
-        try await withTestGateway(routes: { $0.route("ZZZ", ["Z01"], to: PoisonApplication()) }) { gateway in
+        let poison: @Sendable (inout HL7Router) -> Void = { $0.route("ZZZ", ["Z01"], to: PoisonApplication()) }
+        try await withTestGateway(routes: poison) { gateway in
             // 8 connections at once; one message among them makes PostgreSQL abort its transaction.
             let acks = try await withThrowingTaskGroup(of: [(String, [UInt8])].self) { group in
                 for connection in 0..<8 {
