@@ -7,6 +7,7 @@ import Metrics
 import NIOCore
 import PostgresNIO
 import Registry
+import Storage
 import Synchronization
 
 /// The HL7 v2 gateway behind the MLLP listener. Its three promises:
@@ -178,6 +179,16 @@ public struct HL7Gateway: MLLPMessageHandler {
 
     func commitTogether(_ batch: [PendingMessage]) async throws -> [[[UInt8]]] {
         try await client.transaction(logger: logger) { connection in
+            // On the connection's own event loop: every statement's result resumes the batch on the
+            // thread that read it, instead of waking a pool thread per statement.
+            try await withTaskExecutorPreference(EventLoopExecutor(connection.eventLoop)) {
+                try await commitTogether(batch, on: connection)
+            }
+        }
+    }
+
+    private func commitTogether(_ batch: [PendingMessage], on connection: PostgresConnection) async throws -> [[[UInt8]]] {
+        do {
             let found = try await inbox.lookup(
                 batch.map { ($0.context.facility, $0.entry.header.controlID ?? "", $0.entry.contentHash) },
                 locking: batch.compactMap { Self.patientKey($0.message, facility: $0.context.facility) }, lockClass: Self.patientLockClass,

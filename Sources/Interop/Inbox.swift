@@ -113,10 +113,17 @@ struct Inbox: Sendable {
         binds.append(asked.map { messages[$0].facility })
         binds.append(asked.map { messages[$0].controlID })
         binds.append(asked.map { messages[$0].contentHash.hexString })
+        var resent: [UUID] = []
         for row in try await connection.run(LockAndLookupStatement(binds: binds), logger: logger) {
-            let (n, hit, commit, ack, used) = try row.decode((Int32, Bool, Data?, Data?, Bool).self)
+            let (n, id, commit, ack, used) = try row.decode((Int32, UUID?, Data?, Data?, Bool).self)
             guard n >= 0 else { continue }
-            result[Int(n)] = (hit ? (commit.map(Array.init), ack.map(Array.init)) : nil, used && !hit)
+            if let id { resent.append(id) }
+            result[Int(n)] = (id != nil ? (commit.map(Array.init), ack.map(Array.init)) : nil, used && id == nil)
+        }
+        if !resent.isEmpty {
+            // Resends are rare: counting their attempts costs a round trip only when there are some.
+            try await connection.query(
+                "UPDATE interop.messages SET attempts = attempts + 1 WHERE id = ANY(\(resent)::uuid[])", logger: logger)
         }
         return result
     }
@@ -215,23 +222,25 @@ struct SenderPeek: Sendable {
 }
 
 /// See `Inbox.lookup(_:locking:lockClass:on:)`. The `-1` row makes sure the locks are taken even
-/// when no message has a control ID.
+/// when no message has a control ID. Lookups are LATERAL probes with a LIMIT, so that the generic
+/// plan the gateway's sessions cache stays an index probe whatever the table's size was when it
+/// was made.
 struct LockAndLookupStatement: PreparedSQL {
     static let sql = """
         WITH locked AS MATERIALIZED (
             SELECT count(pg_advisory_xact_lock($2::int4, h)) AS n
             FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS sorted
-        ), p AS (
-            SELECT * FROM unnest($3::int4[], $4::text[], $5::text[], $6::text[]) AS p(n, facility, control_id, content_hash)
-        ), hit AS (
-            UPDATE interop.messages m SET attempts = m.attempts + 1 FROM p
-            WHERE m.facility = p.facility AND m.control_id = p.control_id AND m.content_hash = decode(p.content_hash, 'hex')
-            RETURNING p.n, m.commit_ack, m.ack
         )
-        SELECT p.n, h.n IS NOT NULL, h.commit_ack, h.ack,
-               EXISTS (SELECT 1 FROM interop.messages m WHERE m.facility = p.facility AND m.control_id = p.control_id)
-        FROM locked, p LEFT JOIN hit h ON h.n = p.n
-        UNION ALL SELECT -1, false, NULL, NULL, false FROM locked
+        SELECT p.n, x.id, x.commit_ack, x.ack, u.used IS NOT NULL
+        FROM locked, unnest($3::int4[], $4::text[], $5::text[], $6::text[]) AS p(n, facility, control_id, content_hash)
+        LEFT JOIN LATERAL (
+            SELECT id, commit_ack, ack FROM interop.messages m
+            WHERE m.facility = p.facility AND m.control_id = p.control_id AND m.content_hash = decode(p.content_hash, 'hex') LIMIT 1
+        ) AS x ON true
+        LEFT JOIN LATERAL (
+            SELECT true AS used FROM interop.messages m WHERE m.facility = p.facility AND m.control_id = p.control_id LIMIT 1
+        ) AS u ON true
+        UNION ALL SELECT -1, NULL, NULL, NULL, false FROM locked
         """
     let binds: PostgresBindings
 }

@@ -34,6 +34,17 @@ public enum QianyunServer {
         return PostgresClient(configuration: postgres, backgroundLogger: logger)
     }
 
+    /// The HL7 gateway's pool. Its hot statements are prepared once per connection and shaped so
+    /// that one generic plan serves every batch size (LATERAL probes by key); with the default
+    /// plan cache mode PostgreSQL would keep re-planning them per call, because a custom plan for
+    /// a one-message batch always looks cheaper than the generic one. Only the gateway uses it.
+    public static func makeIngestClient(_ configuration: Configuration, logger: Logger) throws -> PostgresClient {
+        var postgres = try DatabaseURL.configuration(from: try configuration.requireDatabaseURL())
+        postgres.options.maximumConnections = configuration.hl7ConcurrentBatches + 4
+        postgres.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan"))
+        return PostgresClient(configuration: postgres, backgroundLogger: logger)
+    }
+
     public static func migrations(_ configuration: Configuration) throws -> [Migration] {
         try Migration.load(directory: configuration.schemasDirectory + "/migrations")
     }
@@ -66,6 +77,7 @@ public enum QianyunServer {
         let readAudit = try makeReadAuditClient(configuration, logger: logger)
         let cards = HealthCardService(client: postgres, verifier: readAudit, registry: residents, logger: logger)
         let merges = MergeService(client: postgres, registry: residents, logger: logger)
+        let ingest = try makeIngestClient(configuration, logger: logger)
 
         let readiness: @Sendable () async -> SystemController.Readiness = {
             var checks: [String: String] = [:]
@@ -101,7 +113,7 @@ public enum QianyunServer {
                 maximumMessageBytes: configuration.mllpMaximumMessageBytes,
                 idleTimeout: .seconds(Int64(configuration.mllpIdleTimeoutSeconds)), tls: try mllpTLS(configuration)),
             handler: HL7Gateway(
-                client: postgres, protector: protector, router: hl7Routes(residents: residents, merges: merges),
+                client: ingest, protector: protector, router: hl7Routes(residents: residents, merges: merges),
                 maximumMessageBytes: configuration.mllpMaximumMessageBytes, batchSize: configuration.hl7BatchSize,
                 concurrentBatches: configuration.hl7ConcurrentBatches, logger: logger),
             logger: logger, onBound: onMLLPBound)
@@ -122,7 +134,7 @@ public enum QianyunServer {
             services: [
                 // The sealer's commits may be asynchronous too: a sealing lost in a crash leaves its
                 // rows unsealed and the chain head where it was, and the next pass seals them again.
-                postgres, readAudit, AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
+                postgres, readAudit, ingest, AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
             ],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart

@@ -77,10 +77,12 @@ actor TestDatabase {
 
 /// Runs `body` with a running client on `database`.
 func withClient<Result: Sendable>(
-    database: String, maximumConnections: Int = 8, _ body: @Sendable (PostgresClient) async throws -> Result
+    database: String, maximumConnections: Int = 8, startupParameters: [(String, String)] = [],
+    _ body: @Sendable (PostgresClient) async throws -> Result
 ) async throws -> Result {
     var configuration = try DatabaseURL.configuration(from: TestDatabase.url(database: database))
     configuration.options.maximumConnections = maximumConnections
+    configuration.options.additionalStartupParameters += startupParameters
     let client = PostgresClient(configuration: configuration, backgroundLogger: TestDatabase.logger)
     return try await withThrowingTaskGroup(of: Result?.self) { group in
         group.addTask {

@@ -76,22 +76,28 @@ func withTestGateway<Result: Sendable>(
         let merges = MergeService(client: postgres, registry: residents, logger: logger)
         var router = hl7Routes(residents: residents, merges: merges)
         routes(&router)
-        let gateway = HL7Gateway(client: postgres, protector: protector, router: router, maximumMessageBytes: 1 << 20, logger: logger)
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let server = MLLPServer(
-            configuration: MLLPConfiguration(host: "127.0.0.1", port: 0, maximumMessageBytes: 1 << 20, tls: tls), handler: gateway,
-            logger: logger,
-            onBound: { continuation.yield($0) })
-        return try await withThrowingTaskGroup(of: Result?.self) { group in
-            group.addTask {
-                try await server.run()
-                return nil
+        let sealedRouter = router
+        // The gateway's own sessions, as in production: generic plans for its prepared statements.
+        return try await withClient(database: database, startupParameters: [("plan_cache_mode", "force_generic_plan")]) { ingest in
+            let gateway = HL7Gateway(
+                client: ingest, protector: protector, router: sealedRouter, maximumMessageBytes: 1 << 20, logger: logger)
+            let (ports, continuation) = AsyncStream<Int>.makeStream()
+            let server = MLLPServer(
+                configuration: MLLPConfiguration(host: "127.0.0.1", port: 0, maximumMessageBytes: 1 << 20, tls: tls), handler: gateway,
+                logger: logger,
+                onBound: { continuation.yield($0) })
+            return try await withThrowingTaskGroup(of: Result?.self) { group in
+                group.addTask {
+                    try await server.run()
+                    return nil
+                }
+                var iterator = ports.makeAsyncIterator()
+                let port = try #require(await iterator.next())
+                let result = try await body(
+                    TestGateway(port: port, postgres: postgres, protector: protector, database: database, keys: keys))
+                group.cancelAll()
+                return result
             }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            let result = try await body(TestGateway(port: port, postgres: postgres, protector: protector, database: database, keys: keys))
-            group.cancelAll()
-            return result
         }
     }
 }
