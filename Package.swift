@@ -33,7 +33,8 @@ let package = Package(
         // terser paths, data types, acknowledgements. No I/O, no dependencies; the GB 18030 table
         // is generated into the target by schemas/code-tables/make_gb18030_table.py.
         .target(name: "HL7v2"),
-        // Connection pool helpers, transactions and the SQL migrations runner.
+        // Connection pool helpers, transactions, prepared statements, the SQL migrations runner and
+        // the statistics keeper.
         .target(
             name: "Storage",
             dependencies: [
@@ -41,6 +42,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Principals, roles, API clients and tokens, the hash-chained audit trail, field protection.

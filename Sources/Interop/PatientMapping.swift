@@ -62,7 +62,7 @@ enum PatientMapping {
         var localId: String?
         var document: (DocumentInput, HL7Location)?
         for (index, cx) in identifiers.enumerated() {
-            let id = cx.id.trimmingCharacters(in: .whitespaces)
+            let id = cx.id.trimmedSpaces
             guard !id.isEmpty else { continue }
             let type = cx.identifierTypeCode.uppercased()
             let here = location(3, repetition: index + 1, component: 1)
@@ -123,13 +123,13 @@ enum PatientMapping {
         }
         if let address = message.values(XAD.self, HL7Path(segmentID: "PID", field: 11)).first {
             let text = [address.stateOrProvince, address.city, address.street, address.otherDesignation]
-                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+                .map { $0.trimmedSpaces }.filter { !$0.isEmpty }.joined(separator: " ")
             if !text.isEmpty {
                 draft.address = text
                 sources["address"] = location(11)
             }
             // XAD-9 (county/parish) carries the GB/T 2260 division in Chinese profiles.
-            let county = address.countyCode.trimmingCharacters(in: .whitespaces)
+            let county = address.countyCode.trimmedSpaces
             if county.count == 6, county.allSatisfy(\.isNumber) {
                 draft.division = county
                 sources["division"] = location(11, component: 9)
@@ -170,7 +170,7 @@ enum PatientMapping {
             throw HL7ApplicationError(.segmentSequenceError, HL7Location(segmentID: "MRG"), "an A40 needs an MRG segment")
         }
         for cx in message.values(CX.self, HL7Path(segmentID: "MRG", field: 1)) {
-            let id = cx.id.trimmingCharacters(in: .whitespaces)
+            let id = cx.id.trimmedSpaces
             let type = cx.identifierTypeCode.uppercased()
             if !id.isEmpty, !nationalTypes.contains(type), !passportTypes.contains(type) { return id }
         }
@@ -186,8 +186,8 @@ enum PatientMapping {
     static func personName(_ names: [XPN]) -> String? {
         let chosen = names.first { $0.nameTypeCode.uppercased() == "L" } ?? names.first
         guard let name = chosen else { return nil }
-        let family = name.familyName.trimmingCharacters(in: .whitespaces)
-        let given = [name.givenName, name.middleName].map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let family = name.familyName.trimmedSpaces
+        let given = [name.givenName, name.middleName].map { $0.trimmedSpaces }.filter { !$0.isEmpty }
             .joined(separator: " ")
         let parts = [family, given].filter { !$0.isEmpty }
         guard !parts.isEmpty else { return nil }
@@ -199,9 +199,9 @@ enum PatientMapping {
     /// components are empty.
     static func phoneNumber(_ numbers: [XTN]) -> String? {
         func text(_ xtn: XTN) -> String? {
-            let local = xtn.localNumber.trimmingCharacters(in: .whitespaces)
-            if !local.isEmpty { return xtn.areaCode.trimmingCharacters(in: .whitespaces) + local }
-            let free = xtn.telephoneNumber.trimmingCharacters(in: .whitespaces)
+            let local = xtn.localNumber.trimmedSpaces
+            if !local.isEmpty { return xtn.areaCode.trimmedSpaces + local }
+            let free = xtn.telephoneNumber.trimmedSpaces
             return free.isEmpty ? nil : free
         }
         let mobile = numbers.first { $0.equipmentType.uppercased() == "CP" }.flatMap(text)
@@ -236,5 +236,17 @@ enum PatientMapping {
     static func isoDate(_ time: HL7DateTime, month: Int, day: Int) -> String {
         let year = "\(time.year)"
         return String(repeating: "0", count: max(0, 4 - year.count)) + year + "-" + two(month) + "-" + two(day)
+    }
+}
+
+extension String {
+    /// Without leading and trailing white space. Native, unlike Foundation's `trimmingCharacters`,
+    /// which bridges through NSString; every PID field passes through here.
+    var trimmedSpaces: String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+        if first == scalars.startIndex && last == scalars.index(before: scalars.endIndex) { return self }
+        return String(scalars[first...last])
     }
 }

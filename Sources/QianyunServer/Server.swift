@@ -37,13 +37,30 @@ public enum QianyunServer {
     /// The HL7 gateway's pool. Its hot statements are prepared once per connection and shaped so
     /// that one generic plan serves every batch size (LATERAL probes by key); with the default
     /// plan cache mode PostgreSQL would keep re-planning them per call, because a custom plan for
-    /// a one-message batch always looks cheaper than the generic one. Only the gateway uses it.
+    /// a one-message batch always looks cheaper than the generic one. A cached plan outlives the
+    /// statistics it was made from, though: made while a table was young and analysed at a few
+    /// rows, it scans the table, and keeps scanning as the table grows (ten milliseconds per
+    /// candidate query a few thousand registrations later). Every statement of the gateway is a
+    /// probe by key returning a handful of rows, so its sessions rule out sequential scans, and
+    /// bitmap scans, whose setup costs more than the rows they find. Only the gateway uses this pool.
     public static func makeIngestClient(_ configuration: Configuration, logger: Logger) throws -> PostgresClient {
         var postgres = try DatabaseURL.configuration(from: try configuration.requireDatabaseURL())
         postgres.options.maximumConnections = configuration.hl7ConcurrentBatches + 4
-        postgres.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan"))
+        postgres.options.additionalStartupParameters += ingestSessionSettings
         return PostgresClient(configuration: postgres, backgroundLogger: logger)
     }
+
+    /// Tables that grow with every registration or message: their statistics are kept current
+    /// (`StatisticsKeeper`), so that the gateway's cached plans follow their growth.
+    static let hotTables = [
+        "registry.residents", "registry.match_keys", "registry.identifiers", "registry.resident_events", "interop.messages",
+        "access.audit_log", "access.audit_unsealed", "access.audit_chain",
+    ]
+
+    /// See `makeIngestClient`.
+    public static let ingestSessionSettings = [
+        ("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off"), ("enable_bitmapscan", "off"),
+    ]
 
     public static func migrations(_ configuration: Configuration) throws -> [Migration] {
         try Migration.load(directory: configuration.schemasDirectory + "/migrations")
@@ -134,7 +151,9 @@ public enum QianyunServer {
             services: [
                 // The sealer's commits may be asynchronous too: a sealing lost in a crash leaves its
                 // rows unsealed and the chain head where it was, and the next pass seals them again.
-                postgres, readAudit, ingest, AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
+                postgres, readAudit, ingest,
+                StatisticsKeeper(client: readAudit, tables: hotTables, logger: logger),
+                AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
             ],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart

@@ -362,13 +362,16 @@ struct ReferencesStatement: PreparedSQL {
 /// Active residents sharing a blocking key, at most `fanOutPerKey` per key, each with the keys it
 /// shares. The `LIMIT 1` keeps the resident lookup a primary-key probe per candidate: without it
 /// the planner may flatten the join and, with a young table's statistics, scan every resident.
+/// The status is tested outside the probe, or the partial index on active residents' documents
+/// (whose predicate the test would imply) becomes a candidate plan: scanned whole per probe.
 struct CandidatesStatement: PreparedSQL {
     static let sql = """
         SELECT \(ResidentCodec.columns), m.keys FROM (
             SELECT mk.resident_id, array_agg(k) AS keys FROM unnest($1::int8[]) AS k,
               LATERAL (SELECT resident_id FROM registry.match_keys WHERE key = k LIMIT \(Registrar.fanOutPerKey)) AS mk
             GROUP BY mk.resident_id
-        ) AS m, LATERAL (SELECT * FROM registry.residents r WHERE r.id = m.resident_id AND r.status = 'active' LIMIT 1) AS r
+        ) AS m, LATERAL (SELECT * FROM registry.residents r WHERE r.id = m.resident_id LIMIT 1) AS r
+        WHERE r.status = 'active'
         """
     let binds: PostgresBindings
 

@@ -112,3 +112,33 @@ import Testing
         #expect(throws: MigrationError.badFileName("first.sql")) { try Migration.load(directory: directory) }
     }
 }
+
+@Suite(needsDatabase) struct StatisticsKeeperTests {
+    @Test func analysesNewAndFastGrowingTablesOnly() async throws {
+        try await withTestDatabase { postgres, _ in
+            let keeper = StatisticsKeeper(
+                client: postgres, tables: ["registry.match_keys", "interop.messages"], logger: TestDatabase.logger)
+            // Never analysed since the migrations created them.
+            #expect(try await keeper.analyzeWhereNeeded() == ["interop.messages", "registry.match_keys"])
+            #expect(try await keeper.analyzeWhereNeeded() == [])
+            // A table that grew by more than a quarter (and by more than 200 rows) is analysed again.
+            try await postgres.query(
+                """
+                INSERT INTO registry.residents (id, name, name_pinyin, sex, pseudonym)
+                VALUES ('00000000-0000-7000-8000-000000000001', '张三', 'zhang san', 1, 'p1')
+                """, logger: TestDatabase.logger)
+            try await postgres.query(
+                """
+                INSERT INTO registry.match_keys (key, resident_id)
+                SELECT k, '00000000-0000-7000-8000-000000000001' FROM generate_series(1, 300) AS k
+                """, logger: TestDatabase.logger)
+            // The statistics collector reports modifications asynchronously.
+            var analysed: [String] = []
+            for _ in 0..<50 where analysed.isEmpty {
+                try await Task.sleep(for: .milliseconds(100))
+                analysed = try await keeper.analyzeWhereNeeded()
+            }
+            #expect(analysed == ["registry.match_keys"])
+        }
+    }
+}

@@ -8,6 +8,15 @@ import Registry
 import Storage
 import Testing
 
+@Suite struct HexTests {
+    @Test func everyByteIsTwoLowerCaseDigits() {
+        #expect([UInt8]().hexString == "")
+        #expect([0x00, 0x09, 0x0A, 0x0F, 0x10, 0x9F, 0xA0, 0xFF].hexString == "00090a0f109fa0ff")
+        let all = (0...255).map { UInt8($0) }
+        #expect(all.hexString == all.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined())
+    }
+}
+
 @Suite struct SQLScriptTests {
     @Test func splitsAtTopLevelSemicolonsOnly() {
         let script = """

@@ -78,7 +78,7 @@ func withTestGateway<Result: Sendable>(
         routes(&router)
         let sealedRouter = router
         // The gateway's own sessions, as in production: generic plans for its prepared statements.
-        return try await withClient(database: database, startupParameters: [("plan_cache_mode", "force_generic_plan")]) { ingest in
+        return try await withClient(database: database, startupParameters: QianyunServer.ingestSessionSettings) { ingest in
             let gateway = HL7Gateway(
                 client: ingest, protector: protector, router: sealedRouter, maximumMessageBytes: 1 << 20, logger: logger)
             let (ports, continuation) = AsyncStream<Int>.makeStream()
