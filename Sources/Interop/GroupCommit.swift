@@ -3,19 +3,24 @@ import Synchronization
 /// Collects work that arrives together into shared batches (one transaction, one commit each),
 /// while keeping the order of work that shares a key.
 ///
-/// Ordering: a key (one patient of one facility) is in at most one running batch, and at most once
-/// in it; later work with that key waits in arrival order until the batch holding it has finished.
-/// So two messages about one patient, arriving on different connections, apply in the order they
-/// arrived, never side by side.
+/// Ordering: a key (one patient of one facility, say) is in at most one running batch, and at most
+/// once in it; later work with that key waits in arrival order until the batch holding it has
+/// finished. So two messages about one patient, arriving on different connections, apply in the
+/// order they arrived, never side by side. Work may carry several keys (a merge names two
+/// patients); it waits until none of them is busy.
 ///
 /// Batching: up to `concurrency` batches run at once; whatever queues while they run forms the
 /// next ones, so the batch size follows the load: one message when the line is quiet, dozens
-/// under a burst. Work that cannot share a transaction (`solo`) runs as a batch of its own.
+/// under a burst. While a batch runs, another starts only once `minimumBatch` jobs wait (or when
+/// a running batch ends): otherwise, with a few busy connections, every message would start a
+/// batch of its own the moment it arrived and nothing would be shared. A quiet line never waits,
+/// since with nothing running the first job starts at once. Work that cannot share a transaction
+/// (`solo`) runs as a batch of its own.
 final class GroupCommit<Work: Sendable, Answer: Sendable>: Sendable {
     typealias Run = @Sendable ([Work]) async -> [Result<Answer, any Error>]
 
     private struct Job {
-        let key: String
+        let keys: [String]
         let solo: Bool
         let work: Work
         let run: Run
@@ -30,21 +35,23 @@ final class GroupCommit<Work: Sendable, Answer: Sendable>: Sendable {
 
     private let state = Mutex(State())
     let maximumBatch: Int
+    let minimumBatch: Int
     let concurrency: Int
 
-    init(maximumBatch: Int, concurrency: Int) {
+    init(maximumBatch: Int, concurrency: Int, minimumBatch: Int = 4) {
         precondition(maximumBatch > 0 && concurrency > 0)
         self.maximumBatch = maximumBatch
+        self.minimumBatch = max(1, min(minimumBatch, maximumBatch))
         self.concurrency = concurrency
     }
 
     /// Queues the work and returns its answer once the batch holding it has finished. `run`
     /// applies a batch (the same function for every submitter: a batch runs its first job's).
-    func submit(key: String, solo: Bool, _ work: Work, run: @escaping Run) async throws -> Answer {
+    func submit(keys: [String], solo: Bool, _ work: Work, run: @escaping Run) async throws -> Answer {
         try await withCheckedThrowingContinuation { continuation in
             let batches = state.withLock { state in
-                state.queue.append(Job(key: key, solo: solo, work: work, run: run, continuation: continuation))
-                return Self.take(&state, maximumBatch: maximumBatch, concurrency: concurrency)
+                state.queue.append(Job(keys: keys, solo: solo, work: work, run: run, continuation: continuation))
+                return take(&state)
             }
             for batch in batches { start(batch) }
         }
@@ -56,17 +63,19 @@ final class GroupCommit<Work: Sendable, Answer: Sendable>: Sendable {
             for (job, answer) in zip(batch, answers) { job.continuation.resume(with: answer) }
             let next = state.withLock { state in
                 state.running -= 1
-                for job in batch { state.busyKeys.remove(job.key) }
-                return Self.take(&state, maximumBatch: maximumBatch, concurrency: concurrency)
+                for job in batch { state.busyKeys.subtract(job.keys) }
+                return take(&state)
             }
             for batch in next { start(batch) }
         }
     }
 
     /// The batches to start now: oldest work first, skipping keys already busy.
-    private static func take(_ state: inout State, maximumBatch: Int, concurrency: Int) -> [[Job]] {
+    private func take(_ state: inout State) -> [[Job]] {
         var batches: [[Job]] = []
         while state.running < concurrency, !state.queue.isEmpty {
+            // Something is running and will call again when it ends: wait for company.
+            if state.running > 0, state.queue.count < minimumBatch { break }
             var batch: [Job] = []
             var keys: Set<String> = []
             var left: [Job] = []
@@ -74,7 +83,7 @@ final class GroupCommit<Work: Sendable, Answer: Sendable>: Sendable {
             var solo = false
             for job in state.queue {
                 let fits =
-                    !solo && batch.count < maximumBatch && !state.busyKeys.contains(job.key) && !keys.contains(job.key)
+                    !solo && batch.count < maximumBatch && state.busyKeys.isDisjoint(with: job.keys) && keys.isDisjoint(with: job.keys)
                     && (batch.isEmpty || !job.solo)
                 if fits {
                     batch.append(job)
@@ -83,11 +92,11 @@ final class GroupCommit<Work: Sendable, Answer: Sendable>: Sendable {
                     left.append(job)
                 }
                 // A busy or already-taken key holds back every later job with that key.
-                keys.insert(job.key)
+                keys.formUnion(job.keys)
             }
             guard !batch.isEmpty else { break }
             state.queue = left
-            for job in batch { state.busyKeys.insert(job.key) }
+            for job in batch { state.busyKeys.formUnion(job.keys) }
             state.running += 1
             batches.append(batch)
         }

@@ -23,6 +23,8 @@ import Synchronization
 public struct HL7Gateway: MLLPMessageHandler {
     /// Advisory-lock class for per-patient ordering (`pg_advisory_xact_lock(class, hash)`).
     static let patientLockClass: Int32 = 0x4837
+    /// Messages larger than this commit alone.
+    static let batchableMessageBytes = 256 << 10
 
     let client: PostgresClient
     let protector: FieldProtector
@@ -120,11 +122,19 @@ public struct HL7Gateway: MLLPMessageHandler {
             messageID: entry.id, today: ChinaDate.today())
         let route = router.application(for: header.messageType)
         let pending = PendingMessage(message: message, entry: entry, mode: mode, xml: xml, context: context, route: route)
-        // Ordered per patient; a message without PID-3 is ordered with its own resends.
-        let key =
-            Self.patientKey(message, facility: facility)
-            ?? facility + "\u{1E}" + (header.controlID.isEmpty ? entry.id.uuidString : header.controlID)
-        return try await commits.submit(key: key, solo: !pending.batchable, pending) { batch in await commit(batch) }
+        return try await commits.submit(keys: Self.orderingKeys(pending), solo: !pending.batchable, pending) { batch in
+            await commit(batch)
+        }
+    }
+
+    /// What a message must not run beside: its patient (and a merge's prior patient), so that
+    /// messages about one patient apply in arrival order; and its control ID, so that a resend or
+    /// a reused ID is judged against a committed predecessor, never one still in flight.
+    static func orderingKeys(_ pending: PendingMessage) -> [String] {
+        let facility = pending.context.facility
+        var keys = patientKeys(pending.message, facility: facility)
+        keys.append(facility + "\u{1E}" + (pending.entry.header.controlID ?? pending.entry.id.uuidString))
+        return keys
     }
 
     /// A parsed message from a known sender, waiting for its transaction.
@@ -136,9 +146,12 @@ public struct HL7Gateway: MLLPMessageHandler {
         var context: HL7Context
         var route: Result<any HL7Application, HL7ApplicationError>
 
-        /// Unsupported messages (no effects) and what a batch application accepts share a transaction.
+        /// Unsupported messages (no effects) and what a batch application accepts share a
+        /// transaction; a large message (a base64 document, say) is stored on its own, so that a
+        /// burst of them never builds one enormous statement.
         var batchable: Bool {
-            switch route {
+            guard entry.byteCount <= HL7Gateway.batchableMessageBytes else { return false }
+            return switch route {
             case .failure: true
             case .success(let application): (application as? any HL7BatchApplication)?.canBatch(message) ?? false
             }
@@ -177,6 +190,10 @@ public struct HL7Gateway: MLLPMessageHandler {
     /// Another gateway stored one of the batch's messages first: the batch reruns and finds it.
     struct ResendRace: Error {}
 
+    /// A batch application answered for more or fewer messages than it was given: its messages
+    /// are applied one at a time instead.
+    struct BatchResultMismatch: Error {}
+
     func commitTogether(_ batch: [PendingMessage]) async throws -> [[[UInt8]]] {
         try await client.transaction(logger: logger) { connection in
             // On the connection's own event loop: every statement's result resumes the batch on the
@@ -191,7 +208,7 @@ public struct HL7Gateway: MLLPMessageHandler {
         do {
             let found = try await inbox.lookup(
                 batch.map { ($0.context.facility, $0.entry.header.controlID ?? "", $0.entry.contentHash) },
-                locking: batch.compactMap { Self.patientKey($0.message, facility: $0.context.facility) }, lockClass: Self.patientLockClass,
+                locking: batch.flatMap { Self.patientKeys($0.message, facility: $0.context.facility) }, lockClass: Self.patientLockClass,
                 on: connection)
             var frames = [[[UInt8]]?](repeating: nil, count: batch.count)
             var entries = batch.map(\.entry)
@@ -223,6 +240,7 @@ public struct HL7Gateway: MLLPMessageHandler {
                 let (application, members) = groups[name]!
                 let results = try await application.apply(
                     batch: members.map { (batch[$0].message, batch[$0].context) }, on: connection)
+                guard results.count == members.count else { throw BatchResultMismatch() }
                 for (index, outcome) in zip(members, results) {
                     record(outcome, of: batch[index], reused: found[index].reused, in: &entries[index])
                 }
@@ -266,7 +284,8 @@ public struct HL7Gateway: MLLPMessageHandler {
     /// One message in a transaction of its own: what cannot share one, and the fallback when a batch failed.
     func applyAlone(_ pending: PendingMessage) async throws -> [[UInt8]] {
         let (message, entry, context) = (pending.message, pending.entry, pending.context)
-        let (facility, controlID, contentHash) = (context.facility, message.header.controlID, entry.contentHash)
+        // The control ID as the inbox keeps it (at most 180 characters), as the batch path uses it.
+        let (facility, controlID, contentHash) = (context.facility, entry.header.controlID ?? "", entry.contentHash)
         var reused = false
         if !controlID.isEmpty {
             let found = try await client.withConnection { connection in
@@ -341,8 +360,13 @@ public struct HL7Gateway: MLLPMessageHandler {
             return
         case .success(let found): application = found
         }
-        if let key = Self.patientKey(message, facility: context.facility) {
-            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.patientLockClass), hashtext(\(key)))", logger: logger)
+        let keys = Self.patientKeys(message, facility: context.facility)
+        if !keys.isEmpty {
+            try await connection.query(
+                """
+                SELECT count(pg_advisory_xact_lock(\(Self.patientLockClass), h))
+                FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(\(keys)::text[]) AS k ORDER BY 1) AS sorted
+                """, logger: logger)
         }
         // The same control ID with other bytes: another message from a sender that reuses IDs.
         var reused = knownReuse ?? false
@@ -482,15 +506,23 @@ public struct HL7Gateway: MLLPMessageHandler {
 
     static func frames(_ entry: InboxEntry) -> [[UInt8]] { [entry.commitAck, entry.ack].compactMap { $0 } }
 
-    /// Messages about one patient of one facility apply one at a time, in arrival order at the lock.
-    static func patientKey(_ message: HL7Message, facility: String) -> String? {
-        guard let id = message["PID-3"], !id.isEmpty else { return nil }
-        return facility + "\u{1F}" + id
+    /// The patients of one facility a message is about: the id it applies (the same choice the
+    /// ADT mapping makes) and, for a merge, the prior id. Locked per patient between gateway
+    /// processes, queued per patient within one.
+    static func patientKeys(_ message: HL7Message, facility: String) -> [String] {
+        var ids: [String] = []
+        if let id = PatientMapping.identifiers(message).localId { ids.append(id) }
+        if message.segment("MRG") != nil, let prior = PatientMapping.priorIdentifierIfAny(message), !ids.contains(prior) {
+            ids.append(prior)
+        }
+        return ids.map { facility + "\u{1F}" + $0 }
     }
 
     static func isTransient(_ error: PSQLError) -> Bool {
         guard let state = error.serverInfo?[.sqlState] else { return false }
-        return state == "23505" || state == "40P01" || state == "40001"
+        // Unique violation, deadlock, serialization failure; and the ingest sessions' lock and
+        // statement timeouts, which a rerun may well get past.
+        return state == "23505" || state == "40P01" || state == "40001" || state == "55P03" || state == "57014"
     }
 
     func storeAlone(_ entry: InboxEntry) async throws {

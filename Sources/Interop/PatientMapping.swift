@@ -58,27 +58,9 @@ enum PatientMapping {
         var warnings: [String] = []
 
         // PID-3: the facility's id and, often, the identity number beside it.
-        let identifiers = message.values(CX.self, HL7Path(segmentID: "PID", field: 3))
-        var localId: String?
-        var document: (DocumentInput, HL7Location)?
-        for (index, cx) in identifiers.enumerated() {
-            let id = cx.id.trimmedSpaces
-            guard !id.isEmpty else { continue }
-            let type = cx.identifierTypeCode.uppercased()
-            let here = location(3, repetition: index + 1, component: 1)
-            if nationalTypes.contains(type) || (!localTypes.contains(type) && looksLikeResidentID(id)) {
-                if document == nil { document = (DocumentInput(type: DocumentType.residentID.rawValue, number: id), here) }
-            } else if passportTypes.contains(type) {
-                if document == nil { document = (DocumentInput(type: DocumentType.passport.rawValue, number: id), here) }
-            } else if localId == nil {
-                localId = id
-            }
-        }
-        // Before v2.5 some senders put their id in PID-2 or PID-4 and leave PID-3 to others.
-        for field in [2, 4] where localId == nil {
-            if let id = message.value(CX.self, HL7Path(segmentID: "PID", field: field))?.id, !id.isEmpty { localId = id }
-        }
-        guard let localId else {
+        let identified = identifiers(message)
+        var document = identified.document
+        guard let localId = identified.localId else {
             throw HL7ApplicationError(.requiredFieldMissing, location(3), "PID-3 carries no patient identifier of the sending facility")
         }
         guard localId.count <= 64 else {
@@ -162,6 +144,36 @@ enum PatientMapping {
             sources["guardian"] = location(2, segment: "NK1")
         }
         return PatientDemographics(localId: localId, draft: draft, sources: sources, warnings: warnings)
+    }
+
+    /// The sending facility's own patient id (PID-3's first repetition that is not an identity
+    /// document, else PID-2 or PID-4, as some pre-2.5 senders do), and the identity document
+    /// beside it with where it was read. The gateway orders messages by the same id it applies.
+    static func identifiers(_ message: HL7Message) -> (localId: String?, document: (DocumentInput, HL7Location)?) {
+        var localId: String?
+        var document: (DocumentInput, HL7Location)?
+        for (index, cx) in message.values(CX.self, HL7Path(segmentID: "PID", field: 3)).enumerated() {
+            let id = cx.id.trimmedSpaces
+            guard !id.isEmpty else { continue }
+            let type = cx.identifierTypeCode.uppercased()
+            let here = location(3, repetition: index + 1, component: 1)
+            if nationalTypes.contains(type) || (!localTypes.contains(type) && looksLikeResidentID(id)) {
+                if document == nil { document = (DocumentInput(type: DocumentType.residentID.rawValue, number: id), here) }
+            } else if passportTypes.contains(type) {
+                if document == nil { document = (DocumentInput(type: DocumentType.passport.rawValue, number: id), here) }
+            } else if localId == nil {
+                localId = id
+            }
+        }
+        for field in [2, 4] where localId == nil {
+            if let id = message.value(CX.self, HL7Path(segmentID: "PID", field: field))?.id.trimmedSpaces, !id.isEmpty { localId = id }
+        }
+        return (localId, document)
+    }
+
+    /// MRG-1's prior id, if the message has one (for ordering; `priorIdentifier` explains its absence).
+    static func priorIdentifierIfAny(_ message: HL7Message) -> String? {
+        try? priorIdentifier(message)
     }
 
     /// MRG-1: the prior patient id an ADT^A40 merges away.

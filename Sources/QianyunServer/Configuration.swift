@@ -138,7 +138,7 @@ public struct Configuration: Sendable {
             try integer("QIANYUN_MLLP_MAX_MESSAGE_BYTES", 1024...(256 << 20)) ?? configuration.mllpMaximumMessageBytes
         configuration.mllpIdleTimeoutSeconds =
             try integer("QIANYUN_MLLP_IDLE_TIMEOUT_SECONDS", 1...86400) ?? configuration.mllpIdleTimeoutSeconds
-        configuration.hl7BatchSize = try integer("QIANYUN_HL7_BATCH_SIZE", 1...1000) ?? configuration.hl7BatchSize
+        configuration.hl7BatchSize = try integer("QIANYUN_HL7_BATCH_SIZE", 1...128) ?? configuration.hl7BatchSize
         configuration.hl7ConcurrentBatches = try integer("QIANYUN_HL7_CONCURRENT_BATCHES", 1...64) ?? configuration.hl7ConcurrentBatches
         if let level = text("QIANYUN_LOG_LEVEL") {
             guard let parsed = Logger.Level(rawValue: level.lowercased()) else {

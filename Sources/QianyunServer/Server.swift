@@ -58,8 +58,11 @@ public enum QianyunServer {
     ]
 
     /// See `makeIngestClient`.
+    /// The timeouts bound what one stuck batch can hold (its patients, one of the concurrent
+    /// transactions); the gateway reruns a batch that hit one.
     public static let ingestSessionSettings = [
         ("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off"), ("enable_bitmapscan", "off"),
+        ("lock_timeout", "30s"), ("statement_timeout", "120s"),
     ]
 
     public static func migrations(_ configuration: Configuration) throws -> [Migration] {

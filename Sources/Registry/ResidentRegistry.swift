@@ -668,13 +668,14 @@ public enum ChinaDate {
     }
 }
 
-/// A resident locked for update, with `facility␟localId␟source` of each identifier (sorted).
+/// A resident locked for update, with `facility␟localId␟source` of each identifier (sorted). The
+/// id never changes, so the lock need not block rows that merely reference the resident.
 struct ResidentForUpdateStatement: PreparedSQL {
     static let sql = """
         SELECT \(ResidentCodec.columns), ARRAY(
             SELECT i.facility || chr(31) || i.local_id || chr(31) || i.source FROM registry.identifiers i
             WHERE i.resident_id = r.id ORDER BY i.facility, i.local_id)
-        FROM registry.residents r WHERE r.id = $1 FOR UPDATE OF r
+        FROM registry.residents r WHERE r.id = $1 FOR NO KEY UPDATE OF r
         """
     let binds: PostgresBindings
 

@@ -46,7 +46,7 @@ import Testing
                     try await withThrowingTaskGroup(of: String.self) { inner in
                         for n in 0..<20 {
                             let item = Self.item(key, n)
-                            inner.addTask { try await commits.submit(key: key, solo: false, item, run: run) }
+                            inner.addTask { try await commits.submit(keys: [key], solo: false, item, run: run) }
                             // Let the submission reach the queue before the next one for this key.
                             try await Task.sleep(for: .microseconds(200))
                         }
@@ -79,7 +79,7 @@ import Testing
             for n in 1...40 {
                 group.addTask {
                     do {
-                        return (n, .success(try await commits.submit(key: "k\(n)", solo: n % 10 == 0, n, run: run)))
+                        return (n, .success(try await commits.submit(keys: ["k\(n)"], solo: n % 10 == 0, n, run: run)))
                     } catch {
                         return (n, .failure(error))
                     }
@@ -97,6 +97,41 @@ import Testing
         }
         // A batch holding a solo item (multiples of 10) holds nothing else.
         #expect(sizes.withLock { $0 }.allSatisfy { !$0.1 || $0.0 == 1 })
+    }
+}
+
+/// A merge names two patients: it waits for both, and neither runs beside it.
+@Suite struct GroupCommitKeysTests {
+    @Test func workWithSeveralKeysWaitsForAllOfThem() async throws {
+        let commits = GroupCommit<String, String>(maximumBatch: 8, concurrency: 4, minimumBatch: 1)
+        let active = Mutex<[String: Int]>([:])
+        let clash = Mutex(false)
+        let order = Mutex<[String]>([])
+        let run: GroupCommit<String, String>.Run = { batch in
+            let keys = batch.flatMap { $0.split(separator: "+").map(String.init) }
+            active.withLock { active in
+                for key in keys {
+                    active[key, default: 0] += 1
+                    if active[key]! > 1 { clash.withLock { $0 = true } }
+                }
+            }
+            order.withLock { $0 += batch }
+            try? await Task.sleep(for: .milliseconds(3))
+            active.withLock { active in for key in keys { active[key]! -= 1 } }
+            return batch.map { .success($0) }
+        }
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for item in ["a", "b", "a+b", "b", "c", "a"] {
+                group.addTask { try await commits.submit(keys: item.split(separator: "+").map(String.init), solo: false, item, run: run) }
+                try await Task.sleep(for: .microseconds(300))
+            }
+            for try await _ in group {}
+        }
+        #expect(!clash.withLock { $0 }, "a key ran in two places at once")
+        let seen = order.withLock { $0 }
+        // Per key, arrival order: a, a+b, a and b, a+b, b.
+        #expect(seen.filter { $0.contains("a") } == ["a", "a+b", "a"])
+        #expect(seen.filter { $0.contains("b") } == ["b", "a+b", "b"])
     }
 }
 
@@ -159,6 +194,48 @@ struct PoisonApplication: HL7BatchApplication {
             }
             #expect(try await gateway.count("SELECT count(*) FROM interop.messages WHERE status = 'applied'") == 95)
             #expect(try await gateway.count("SELECT count(*) FROM interop.dead_letters WHERE control_id = 'Z3-5'") == 1)
+        }
+    }
+
+    @Test func aPatientIsKeyedByTheIdTheMappingApplies() throws {
+        func keys(_ pid: String) throws -> [String] {
+            let message = try HL7Message.parse(
+                Array("MSH|^~\\&|HIS|F|QY|GZ|20261125||ADT^A08|C1|P|2.4\r\(pid)\r".utf8), options: HL7ParseOptions())
+            return HL7Gateway.patientKeys(message, facility: "F")
+        }
+        let expected = ["F\u{1F}MRN1"]
+        #expect(try keys("PID|1||MRN1^^^F^PI") == expected)
+        #expect(try keys("PID|1|| MRN1 ^^^F^PI") == expected)
+        #expect(try keys("PID|1||11010519491231002X^^^CHN^NNCHN~MRN1^^^F^PI") == expected)
+        #expect(try keys("PID|1|MRN1") == expected)
+        #expect(try keys("PID|1||11010519491231002X^^^CHN^NNCHN") == [])
+        let merge = try HL7Message.parse(
+            Array("MSH|^~\\&|HIS|F|QY|GZ|20261125||ADT^A40|C2|P|2.4\rPID|1||MRN1^^^F^PI\rMRG|OLD7^^^F^PI\r".utf8),
+            options: HL7ParseOptions())
+        #expect(HL7Gateway.patientKeys(merge, facility: "F") == ["F\u{1F}MRN1", "F\u{1F}OLD7"])
+    }
+
+    @Test func aControlIDReusedOnTwoConnectionsAtOnceIsAppliedTwiceWithOneWarning() async throws {
+        try await withTestGateway { gateway in
+            for round in 0..<3 {
+                let first = Array(
+                    GatewayTests.adt(control: "DUP-\(round)", localId: "A\(round)", name: "李^四", idNumber: nil, phone: "1390000000\(round)")
+                        .utf8)
+                let second = Array(
+                    GatewayTests.adt(control: "DUP-\(round)", localId: "B\(round)", name: "王^五", idNumber: nil, phone: "1380000000\(round)")
+                        .utf8)
+                let acks = try await withThrowingTaskGroup(of: [UInt8].self) { group in
+                    for message in [first, second] { group.addTask { try #require(try await gateway.send([message]).first) } }
+                    var all: [[UInt8]] = []
+                    for try await ack in group { all.append(ack) }
+                    return all
+                }
+                let parsed = try acks.map { try GatewayTests.ack($0) }
+                #expect(parsed.allSatisfy { $0["MSA-1"] == "AA" })
+                #expect(parsed.filter { $0["ERR-3"] == "205" }.count == 1, "exactly the later one is warned")
+            }
+            #expect(try await gateway.count("SELECT count(*) FROM interop.messages WHERE status = 'applied'") == 6)
+            #expect(try await gateway.count("SELECT count(*) FROM registry.identifiers") == 6)
         }
     }
 
