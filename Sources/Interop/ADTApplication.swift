@@ -56,6 +56,7 @@ public struct ADTRegistration: HL7BatchApplication {
                 let context = items[index].context
                 return (draft, context.principal, context.messageID.uuidString.lowercased())
             }, today: items.first?.context.today ?? ChinaDate.today(), on: connection)
+        var updates: [(index: Int, patient: PatientDemographics, change: ResidentRegistry.Change)] = []
         for ((index, patient), outcome) in zip(patients, found) {
             let context = items[index].context
             switch outcome {
@@ -63,16 +64,20 @@ public struct ADTRegistration: HL7BatchApplication {
             case .success(.registered(let registration)): results[index] = .success(Self.applied(registration, patient))
             case .success(.existing(let id)):
                 // Known to the facility: the message updates the resident, with what it carries.
-                do {
-                    try await registry.updateQuietly(
-                        id: id, with: patient.patch, by: context.principal, requestID: context.messageID.uuidString.lowercased(),
-                        today: context.today, on: connection)
-                    results[index] = .success(HL7Applied(residentID: id, warnings: patient.warnings))
-                } catch let error as PSQLError {
-                    throw error
-                } catch {
-                    results[index] = .failure(Self.senderError(error, sources: patient.sources))
-                }
+                updates.append(
+                    (
+                        index, patient,
+                        .init(
+                            id: id, patch: patient.patch, principal: context.principal, requestID: context.messageID.uuidString.lowercased()
+                        )
+                    ))
+            }
+        }
+        if !updates.isEmpty {
+            let changed = try await registry.updateQuietly(updates.map(\.change), today: items[0].context.today, on: connection)
+            for (update, result) in zip(updates, changed) {
+                results[update.index] = result.map { _ in HL7Applied(residentID: update.change.id, warnings: update.patient.warnings) }
+                    .mapError { Self.senderError($0, sources: update.patient.sources) }
             }
         }
         return results.map { $0! }
@@ -99,8 +104,9 @@ public struct ADTRegistration: HL7BatchApplication {
     func register(_ patient: PatientDemographics, context: HL7Context, on connection: PostgresConnection) async throws -> HL7Applied {
         let requestID = context.messageID.uuidString.lowercased()
         if let existing = try await registry.residentID(facility: context.facility, localId: patient.localId, on: connection) {
-            try await registry.updateQuietly(
-                id: existing, with: patient.patch, by: context.principal, requestID: requestID, today: context.today, on: connection)
+            _ = try await registry.updateQuietly(
+                [.init(id: existing, patch: patient.patch, principal: context.principal, requestID: requestID)], today: context.today,
+                on: connection)[0].get()
             return HL7Applied(residentID: existing, warnings: patient.warnings)
         }
         var draft = patient.draft

@@ -434,45 +434,116 @@ public struct ResidentRegistry: Sendable {
         return try await load(id, on: connection).view(identifiers: identifiers)
     }
 
-    /// Updates inside the caller's transaction without reading the resident back (the HL7 gateway
-    /// answers with an ACK, not a view); true when anything changed.
-    @discardableResult
-    public func updateQuietly(
-        id: UUID, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int = ChinaDate.today(),
-        on connection: PostgresConnection
-    ) async throws -> Bool {
-        try await change(id: id, with: patch, by: principal, requestID: requestID, today: today, on: connection).changed
+    /// One change of a resident's demographics, by whom and under which request.
+    public struct Change: Sendable {
+        public var id: UUID
+        public var patch: ResidentPatch
+        public var principal: Principal
+        public var requestID: String?
+
+        public init(id: UUID, patch: ResidentPatch, principal: Principal, requestID: String?) {
+            self.id = id
+            self.patch = patch
+            self.principal = principal
+            self.requestID = requestID
+        }
+    }
+
+    /// Updates many residents inside the caller's transaction without reading them back (the HL7
+    /// gateway answers with ACKs, not views): all of them locked and read in one statement, all
+    /// the changed rows written in another. Each change is applied in order on top of the ones
+    /// before it; a refused one (access, validation, a merged resident) fails alone, before
+    /// anything is written. Database errors abort the transaction for the caller to rerun.
+    /// Each result says whether anything changed.
+    public func updateQuietly(_ changes: [Change], today: Int = ChinaDate.today(), on connection: PostgresConnection) async throws
+        -> [Result<Bool, any Error>]
+    {
+        try await changeMany(changes, today: today, on: connection).map { $0.map(\.changed) }
     }
 
     private func change(
         id: UUID, with patch: ResidentPatch, by principal: Principal, requestID: String?, today: Int, on connection: PostgresConnection
     ) async throws -> (StoredResident, [FacilityIdentifier], changed: Bool) {
-        let (current, identifiers) = try await loadForUpdate(id, on: connection)
-        try authorizeWrite(principal, current, identifiers: identifiers, patch: patch)
-        try current.requireActive()
-        let updated = try ResidentValidation.apply(patch, to: current.record, today: today)
-        let changed = Self.changedFields(current.record, updated)
-        // A HIS resending the demographics it sent before (an ADT^A08 after every visit) changes nothing.
-        guard !changed.isEmpty else { return (current, identifiers, false) }
-        if let guardian = updated.guardianID, guardian != current.record.guardianID {
-            guard guardian != id else { throw RegistryError.invalid(field: "guardian.residentId", reason: "cannot be the resident") }
-            let exists = try await connection.query("SELECT 1 FROM registry.residents WHERE id = \(guardian)", logger: logger).collect()
-            guard !exists.isEmpty else { throw RegistryError.invalid(field: "guardian.residentId", reason: "names no resident") }
+        try await changeMany(
+            [Change(id: id, patch: patch, principal: principal, requestID: requestID)], today: today, on: connection)[0].get()
+    }
+
+    private func changeMany(_ changes: [Change], today: Int, on connection: PostgresConnection) async throws
+        -> [Result<(before: StoredResident, identifiers: [FacilityIdentifier], changed: Bool), any Error>]
+    {
+        // Locked in id order, so that two batches touching the same residents cannot deadlock.
+        let ids = Array(Set(changes.map(\.id))).sorted { $0.uuidString < $1.uuidString }
+        var loaded: [UUID: (StoredResident, [FacilityIdentifier])] = [:]
+        for row in try await connection.run(ResidentsForUpdateStatement(ids: ids), logger: logger) {
+            let resident = try codec.decode(row)
+            let cells = row.makeRandomAccess()
+            let identifiers = try cells[cells.count - 1].decode([String].self).map { text in
+                let parts = text.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init)
+                return FacilityIdentifier(facility: parts[0], localId: parts[1], source: parts[2])
+            }
+            loaded[resident.id] = (resident, identifiers)
         }
-        if let document = updated.document, document != current.record.document {
-            try await requireUnheld(document, except: id, on: connection)
+        var results: [Result<(before: StoredResident, identifiers: [FacilityIdentifier], changed: Bool), any Error>] = []
+        var latest: [UUID: ResidentRecord] = [:]
+        var rows: [UUID: ResidentRow] = [:]
+        var keys: [UUID: [Int64]] = [:]
+        var events: [EventRow] = []
+        var audits: [AuditEvent] = []
+        for change in changes {
+            guard var (current, identifiers) = loaded[change.id] else {
+                results.append(.failure(RegistryError.notFound("resident \(change.id.lowercased)")))
+                continue
+            }
+            if let record = latest[change.id] { current.record = record }
+            do {
+                try authorizeWrite(change.principal, current, identifiers: identifiers, patch: change.patch)
+                try current.requireActive()
+                let updated = try ResidentValidation.apply(change.patch, to: current.record, today: today)
+                let changed = Self.changedFields(current.record, updated)
+                // A HIS resending the demographics it sent before (an ADT^A08 after every visit) changes nothing.
+                guard !changed.isEmpty else {
+                    results.append(.success((current, identifiers, false)))
+                    continue
+                }
+                if let guardian = updated.guardianID, guardian != current.record.guardianID {
+                    guard guardian != change.id else {
+                        throw RegistryError.invalid(field: "guardian.residentId", reason: "cannot be the resident")
+                    }
+                    let exists = try await connection.query("SELECT 1 FROM registry.residents WHERE id = \(guardian)", logger: logger)
+                        .collect()
+                    guard !exists.isEmpty else { throw RegistryError.invalid(field: "guardian.residentId", reason: "names no resident") }
+                }
+                if let document = updated.document, document != current.record.document {
+                    try await requireUnheld(document, except: change.id, on: connection)
+                }
+                latest[change.id] = updated
+                rows[change.id] = try codec.row(id: change.id, record: updated, registeredBy: current.registeredBy)
+                keys[change.id] = codec.matchKeys(updated)
+                events.append(
+                    EventRow(
+                        resident_id: change.id, kind: "updated", actor: change.principal.clientID,
+                        detail: ["fields": changed.joined(separator: ",")]))
+                audits.append(auditEvent(change.principal, "resident.update", current, requestID: change.requestID))
+                results.append(.success((current, identifiers, true)))
+            } catch let error as PSQLError {
+                throw error
+            } catch {
+                results.append(.failure(error))
+            }
         }
-        // The row, its blocking keys, the history line and the audit row in one statement.
+        guard !rows.isEmpty else { return results }
+        // The rows, their blocking keys, the history lines and the audit rows in one statement.
+        let changedIDs = Array(rows.keys)
+        let pairs = changedIDs.flatMap { id in keys[id]!.map { (id, $0) } }
         var binds = PostgresBindings()
-        binds.append(try jsonText(try codec.row(id: id, record: updated, registeredBy: current.registeredBy)))
-        binds.append(codec.matchKeys(updated))
-        binds.append(
-            try jsonText([
-                EventRow(resident_id: id, kind: "updated", actor: principal.clientID, detail: ["fields": changed.joined(separator: ",")])
-            ]))
-        binds.append(try AuditTrail.json([auditEvent(principal, "resident.update", current, requestID: requestID)]))
+        binds.append(try jsonText(changedIDs.map { rows[$0]! }))
+        binds.append(pairs.map(\.0))
+        binds.append(pairs.map(\.1))
+        binds.append(changedIDs)
+        binds.append(try jsonText(events))
+        binds.append(try AuditTrail.json(audits))
         try await connection.run(ResidentUpdateStatement(binds: binds), logger: logger)
-        return (current, identifiers, true)
+        return results
     }
 
     /// Links a facility's patient id to a resident the caller can already see.
@@ -588,19 +659,6 @@ public struct ResidentRegistry: Sendable {
         return id
     }
 
-    /// The resident, locked, with their facility identifiers: one round trip on the update path.
-    func loadForUpdate(_ id: UUID, on connection: PostgresConnection) async throws -> (StoredResident, [FacilityIdentifier]) {
-        guard let row = try await connection.run(ResidentForUpdateStatement(id: id), logger: logger).first else {
-            throw RegistryError.notFound("resident \(id.lowercased)")
-        }
-        let cells = row.makeRandomAccess()
-        let identifiers = try cells[cells.count - 1].decode([String].self).map { text in
-            let parts = text.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init)
-            return FacilityIdentifier(facility: parts[0], localId: parts[1], source: parts[2])
-        }
-        return (try codec.decode(row), identifiers)
-    }
-
     func load(_ id: UUID, on connection: PostgresConnection, forUpdate: Bool = false) async throws -> StoredResident {
         let rows = try await connection.query(
             PostgresQuery(
@@ -668,25 +726,29 @@ public enum ChinaDate {
     }
 }
 
-/// A resident locked for update, with `facility␟localId␟source` of each identifier (sorted). The
-/// id never changes, so the lock need not block rows that merely reference the resident.
-struct ResidentForUpdateStatement: PreparedSQL {
+/// Residents locked for update, in the order of the ids given, each with
+/// `facility␟localId␟source` of its identifiers (sorted). The id never changes, so the lock need
+/// not block rows that merely reference the resident.
+struct ResidentsForUpdateStatement: PreparedSQL {
     static let sql = """
         SELECT \(ResidentCodec.columns), ARRAY(
             SELECT i.facility || chr(31) || i.local_id || chr(31) || i.source FROM registry.identifiers i
             WHERE i.resident_id = r.id ORDER BY i.facility, i.local_id)
-        FROM registry.residents r WHERE r.id = $1 FOR NO KEY UPDATE OF r
+        FROM unnest($1::uuid[]) WITH ORDINALITY AS g(wanted, position),
+          LATERAL (SELECT * FROM registry.residents r WHERE r.id = g.wanted LIMIT 1 FOR NO KEY UPDATE) AS r
+        ORDER BY g.position
         """
     let binds: PostgresBindings
 
-    init(id: UUID) {
+    init(ids: [UUID]) {
         var binds = PostgresBindings()
-        binds.append(id)
+        binds.append(ids)
         self.binds = binds
     }
 }
 
-/// A resident's new row, blocking keys, history line and audit row in one statement.
+/// Residents' new rows, their blocking keys (stale ones deleted), history lines and audit rows
+/// in one statement.
 struct ResidentUpdateStatement: PreparedSQL {
     static let sql = """
         WITH u AS (
@@ -697,20 +759,22 @@ struct ResidentUpdateStatement: PreparedSQL {
                 address = x.address, guardian_id = x.guardian_id, guardian_name = x.guardian_name,
                 guardian_relation = x.guardian_relation, guardian_phone = x.guardian_phone, deceased = x.deceased,
                 deceased_date = x.deceased_date, version = r.version + 1, updated_at = now()
-            FROM jsonb_to_record($1::jsonb) AS \(ResidentRow.recordType)
+            FROM jsonb_to_recordset($1::jsonb) AS \(ResidentRow.recordType)
             WHERE r.id = x.id
-            RETURNING r.id
+        ), nk AS (
+            SELECT * FROM unnest($2::uuid[], $3::int8[]) AS nk(resident_id, key)
         ), gone AS (
-            DELETE FROM registry.match_keys WHERE resident_id = (SELECT id FROM u) AND NOT (key = ANY($2::int8[]))
+            DELETE FROM registry.match_keys m USING unnest($4::uuid[]) AS d(resident_id)
+            WHERE m.resident_id = d.resident_id
+              AND NOT EXISTS (SELECT 1 FROM nk WHERE nk.resident_id = m.resident_id AND nk.key = m.key)
         ), k AS (
-            INSERT INTO registry.match_keys (key, resident_id) SELECT k, u.id FROM unnest($2::int8[]) AS k, u
-            ON CONFLICT DO NOTHING
+            INSERT INTO registry.match_keys (key, resident_id) SELECT key, resident_id FROM nk ON CONFLICT DO NOTHING
         ), e AS (
             INSERT INTO registry.resident_events (resident_id, kind, actor, detail)
-            SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($3::jsonb)
+            SELECT resident_id, kind, actor, detail FROM jsonb_to_recordset($5::jsonb)
                 AS x(resident_id uuid, kind text, actor text, detail jsonb)
         ), a AS (
-            \(AuditTrail.insertSQL(json: "$4"))
+            \(AuditTrail.insertSQL(json: "$6"))
         )
         SELECT 1
         """

@@ -239,6 +239,37 @@ struct PoisonApplication: HL7BatchApplication {
         }
     }
 
+    @Test func oneResidentUpdatedByTwoFacilitiesAtOnceKeepsEveryChange() async throws {
+        try await withTestGateway { gateway in
+            try await gateway.postgres.query(
+                "INSERT INTO registry.facilities (code, name, level, division) VALUES ('5201030001', '贵阳市第一人民医院', 'tertiary', '520103')",
+                logger: TestDatabase.logger)
+            // One person, known to both hospitals under their own ids.
+            for (facility, localId) in [(TestGateway.facility, "A1"), ("5201030001", "B1")] {
+                let ack = try await gateway.send([
+                    Array(GatewayTests.adt(control: "REG-\(localId)", localId: localId, facility: facility).utf8)
+                ])
+                #expect(try GatewayTests.ack(try #require(ack.first))["MSA-1"] == "AA")
+            }
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 1)
+            for round in 0..<5 {
+                let updates = [(TestGateway.facility, "A1", "1391111000\(round)"), ("5201030001", "B1", "1382222000\(round)")].map {
+                    Array(GatewayTests.adt("A08", control: "UPD-\($0.1)-\(round)", localId: $0.1, facility: $0.0, phone: $0.2).utf8)
+                }
+                let acks = try await withThrowingTaskGroup(of: [UInt8].self) { group in
+                    for message in updates { group.addTask { try #require(try await gateway.send([message]).first) } }
+                    var all: [[UInt8]] = []
+                    for try await ack in group { all.append(ack) }
+                    return all
+                }
+                #expect(try acks.allSatisfy { try GatewayTests.ack($0)["MSA-1"] == "AA" })
+            }
+            // Every A08 changed the phone once: ten history lines on the one resident.
+            #expect(try await gateway.count("SELECT count(*) FROM registry.resident_events WHERE kind = 'updated'") == 10)
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents WHERE phone IN ('13911110004', '13822220004')") == 1)
+        }
+    }
+
     @Test func theSameMessageOnTwoConnectionsAtOnceIsAppliedOnce() async throws {
         try await withTestGateway { gateway in
             for round in 0..<5 {
