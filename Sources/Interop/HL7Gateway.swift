@@ -195,11 +195,13 @@ public struct HL7Gateway: MLLPMessageHandler {
     struct BatchResultMismatch: Error {}
 
     func commitTogether(_ batch: [PendingMessage]) async throws -> [[[UInt8]]] {
-        try await client.transaction(logger: logger) { connection in
-            // On the connection's own event loop: every statement's result resumes the batch on the
-            // thread that read it, instead of waking a pool thread per statement.
+        try await client.withConnection { connection in
+            // On the connection's own event loop, BEGIN and COMMIT included: every statement's
+            // result resumes the batch on the thread that read it, instead of waking a pool thread.
             try await withTaskExecutorPreference(EventLoopExecutor(connection.eventLoop)) {
-                try await commitTogether(batch, on: connection)
+                try await connection.transaction(logger: logger) {
+                    try await commitTogether(batch, on: connection)
+                }
             }
         }
     }
