@@ -28,15 +28,20 @@ public enum HL7AckCondition: String, Sendable, Hashable, CaseIterable {
 
 /// How a sender wants to be acknowledged.
 public enum HL7AckMode: Sendable, Hashable {
-    /// MSH-15 and MSH-16 both empty: one application ACK (AA/AE/AR).
+    /// MSH-15 and MSH-16 both empty (or blank): one application ACK (AA/AE/AR).
     case original
     /// MSH-15 or MSH-16 non-empty: a commit ACK (CA/CE/CR) under `accept`, then an application
     /// ACK (AA/AE/AR) under `application`. An empty or unknown value counts as AL.
     case enhanced(accept: HL7AckCondition, application: HL7AckCondition)
 
     public init(_ message: HL7Message) {
-        let accept = message.value(position: 0, field: 15)
-        let application = message.value(position: 0, field: 16)
+        // Padded with spaces by some HIS: a blank field is not valued.
+        func valued(_ field: Int) -> String? {
+            guard let value = message.value(position: 0, field: field)?.trimmingBlanks, !value.isEmpty else { return nil }
+            return value
+        }
+        let accept = valued(15)
+        let application = valued(16)
         guard accept != nil || application != nil else {
             self = .original
             return

@@ -198,11 +198,12 @@ struct SenderPeek: Sendable {
     var facility = ""
 
     init(_ bytes: [UInt8]) {
-        guard bytes.count > 8, bytes.starts(with: Array("MSH".utf8)) else { return }
-        let separator = bytes[3]
+        let skip = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        guard bytes.count > skip + 8, bytes[skip...].starts(with: Array("MSH".utf8)) else { return }
+        let separator = bytes[skip + 3]
         var fields: [ArraySlice<UInt8>] = []
-        var start = 4
-        var index = 4
+        var start = skip + 4
+        var index = skip + 4
         while index < bytes.count, fields.count < 4, bytes[index] != 0x0D, bytes[index] != 0x0A {
             if bytes[index] == separator {
                 fields.append(bytes[start..<index])

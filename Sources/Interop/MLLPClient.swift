@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// A minimal MLLP sender for `qianyun hl7 send` and the benchmarks: one connection, one message
 /// at a time, each answered by one or more framed replies.
@@ -17,16 +18,43 @@ public struct MLLPClient: Sendable {
         }
     }
 
-    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    /// After the replies so far: whether the exchange is over, another reply is due, or one may
+    /// come or not (an enhanced-mode ACK under ER or SU depends on the outcome).
+    public enum ReplyNeed: Sendable {
+        case complete, more, perhaps
+    }
+
+    /// Which replies a message waits for. An integer literal means that many replies.
+    public struct Replies: Sendable, ExpressibleByIntegerLiteral {
+        public let need: @Sendable ([[UInt8]]) -> ReplyNeed
+
+        public init(need: @escaping @Sendable ([[UInt8]]) -> ReplyNeed) {
+            self.need = need
+        }
+
+        public init(integerLiteral count: Int) {
+            self.need = { $0.count >= count ? .complete : .more }
+        }
+    }
+
+    let channel: any Channel
+    let queue: ReplyQueue
+    /// How long a due reply may take before the exchange fails (the connection is then closed,
+    /// since a late reply would be taken for the next message's).
+    let timeout: TimeAmount
+    /// How long to wait for a reply that may not come at all.
+    let grace: TimeAmount
 
     /// Connects, over TLS when `tls` is given (with a client certificate if it carries one).
-    public static func connect(host: String, port: Int, tls: TLSConfiguration? = nil, maximumFrameBytes: Int = 16 << 20) async throws
-        -> MLLPClient
-    {
+    public static func connect(
+        host: String, port: Int, tls: TLSConfiguration? = nil, maximumFrameBytes: Int = 16 << 20, timeout: TimeAmount = .seconds(30),
+        grace: TimeAmount = .seconds(2)
+    ) async throws -> MLLPClient {
         let context = try tls.map { try NIOSSLContext(configuration: $0) }
+        let queue = ReplyQueue()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: host, port: port) { channel in
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let context {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
@@ -34,27 +62,118 @@ public struct MLLPClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(MLLPFrameDecoder(maximumFrameSize: maximumFrameBytes)))
                     try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MLLPFrameEncoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    try channel.pipeline.syncOperations.addHandler(queue)
                 }
             }
-        return MLLPClient(channel: channel)
+            .connect(host: host, port: port).get()
+        return MLLPClient(channel: channel, queue: queue, timeout: timeout, grace: grace)
     }
 
-    /// Sends each message and hands it, with the frames `replies(message)` says to wait for, to
-    /// `received`. The connection is closed when the body ends.
-    public func run(
-        _ body: (_ send: (_ message: [UInt8], _ replies: Int) async throws -> [[UInt8]]) async throws -> Void
-    ) async throws {
-        try await channel.executeThenClose { inbound, outbound in
-            var iterator = inbound.makeAsyncIterator()
+    /// Hands `body` a `send` that writes one message and returns the replies `replies` asks for.
+    /// The connection is closed when the body ends.
+    public func run(_ body: (_ send: (_ message: [UInt8], _ replies: Replies) async throws -> [[UInt8]]) async throws -> Void)
+        async throws
+    {
+        do {
             try await body { message, replies in
-                try await outbound.write(ByteBuffer(bytes: message))
+                try await channel.writeAndFlush(ByteBuffer(bytes: message))
                 var frames: [[UInt8]] = []
-                while frames.count < replies {
-                    guard let frame = try await iterator.next() else { throw Failure.closed }
-                    frames.append(Array(frame.readableBytesView))
+                while true {
+                    let need = replies.need(frames)
+                    if need == .complete { return frames }
+                    switch await queue.next(within: need == .more ? timeout : grace, on: channel.eventLoop) {
+                    case .frame(let frame): frames.append(frame)
+                    case .timedOut where need == .perhaps: return frames
+                    case .timedOut:
+                        channel.close(promise: nil)
+                        throw Failure.timedOut
+                    case .closed: throw Failure.closed
+                    }
                 }
-                return frames
+            }
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        try? await channel.close()
+    }
+}
+
+/// Frames as they arrive, for one waiter at a time; a waiter gives up after its deadline.
+final class ReplyQueue: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    enum Next: Sendable {
+        case frame([UInt8])
+        case timedOut
+        case closed
+    }
+
+    private struct State {
+        var frames: [[UInt8]] = []
+        var closed = false
+        var waiter: (ticket: Int, continuation: CheckedContinuation<Next, Never>)?
+        var tickets = 0
+    }
+
+    private let state = Mutex(State())
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = Array(unwrapInboundIn(data).readableBytesView)
+        let waiter = state.withLock { state in
+            guard let waiter = state.waiter else {
+                state.frames.append(frame)
+                return nil as CheckedContinuation<Next, Never>?
+            }
+            state.waiter = nil
+            return waiter.continuation
+        }
+        waiter?.resume(returning: .frame(frame))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        finish()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A framing violation or a TLS failure: nothing more can be read on this connection.
+        context.close(promise: nil)
+    }
+
+    private func finish() {
+        let waiter = state.withLock { state in
+            state.closed = true
+            defer { state.waiter = nil }
+            return state.waiter?.continuation
+        }
+        waiter?.resume(returning: .closed)
+    }
+
+    /// The next frame, or `.timedOut` after `limit`, or `.closed` once the connection is gone.
+    func next(within limit: TimeAmount, on loop: any EventLoop) async -> Next {
+        await withCheckedContinuation { continuation in
+            let ticket: Int? = state.withLock { state in
+                if !state.frames.isEmpty {
+                    continuation.resume(returning: .frame(state.frames.removeFirst()))
+                    return nil
+                }
+                if state.closed {
+                    continuation.resume(returning: .closed)
+                    return nil
+                }
+                state.tickets += 1
+                state.waiter = (state.tickets, continuation)
+                return state.tickets
+            }
+            guard let ticket else { return }
+            loop.scheduleTask(in: limit) {
+                let expired = self.state.withLock { state in
+                    guard let waiter = state.waiter, waiter.ticket == ticket else { return nil as CheckedContinuation<Next, Never>? }
+                    state.waiter = nil
+                    return waiter.continuation
+                }
+                expired?.resume(returning: .timedOut)
             }
         }
     }

@@ -49,6 +49,15 @@ enum PatientMapping {
         HL7Location(segmentID: segment, segmentSequence: 1, field: field, repetition: repetition, component: component)
     }
 
+    /// 15 or 18 characters, digits (full-width too) with an optional final X: what a resident
+    /// identity number looks like before its check digit and date are checked.
+    static func hasResidentIDShape(_ value: String) -> Bool {
+        let scalars = Array(value.unicodeScalars)
+        guard scalars.count == 15 || scalars.count == 18 else { return false }
+        func digit(_ scalar: Unicode.Scalar) -> Bool { ("0"..."9").contains(scalar) || ("\u{FF10}"..."\u{FF19}").contains(scalar) }
+        return scalars.dropLast().allSatisfy(digit) && (digit(scalars.last!) || "xX\u{FF38}\u{FF58}".unicodeScalars.contains(scalars.last!))
+    }
+
     /// Reads the first PID (and a guardian from NK1 for minors). `today` is yyyymmdd.
     static func demographics(_ message: HL7Message, today: Int) throws(HL7ApplicationError) -> PatientDemographics {
         guard message.segment("PID") != nil else {
@@ -66,9 +75,15 @@ enum PatientMapping {
         guard localId.count <= 64 else {
             throw HL7ApplicationError(.valueTooLong, location(3), "the patient identifier exceeds 64 characters")
         }
-        // PID-19 (SSN in v2, the identity number in many Chinese profiles).
-        if document == nil, let ssn = message["PID-19"], !ssn.isEmpty {
-            document = (DocumentInput(type: DocumentType.residentID.rawValue, number: ssn), location(19))
+        // PID-19 is the SSN in the standard and the identity number in many Chinese profiles: taken
+        // as an identity number when it has that shape (a mistyped one is then refused, 102), and
+        // otherwise (a foreign social security number, say) left out with a warning.
+        if document == nil, let ssn = message["PID-19"]?.trimmingCharacters(in: .whitespaces), !ssn.isEmpty {
+            if hasResidentIDShape(ssn) {
+                document = (DocumentInput(type: DocumentType.residentID.rawValue, number: ssn), location(19))
+            } else {
+                warnings.append("PID-19 is not a resident identity number; not recorded")
+            }
         }
 
         guard let name = personName(message.values(XPN.self, HL7Path(segmentID: "PID", field: 5))) else {

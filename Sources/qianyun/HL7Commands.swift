@@ -21,8 +21,8 @@ struct HL7: AsyncParsableCommand {
         commandName: "hl7", abstract: "The HL7 v2 gateway: send, replay, inspect.", subcommands: [Send.self, Replay.self, Inspect.self])
 
     /// Splits a file into messages as integrators keep them: one after another, each starting
-    /// with `MSH`, lines ended by `\r`, `\n` or `\r\n`, MLLP framing bytes ignored. The bytes are
-    /// otherwise sent as they are (a GBK file stays GBK).
+    /// with `MSH`, lines ended by `\r`, `\n` or `\r\n`, MLLP framing bytes and byte-order marks
+    /// ignored. The bytes are otherwise sent as they are (a GBK file stays GBK).
     static func messages(in bytes: [UInt8]) -> [[UInt8]] {
         var cleaned: [UInt8] = []
         cleaned.reserveCapacity(bytes.count)
@@ -33,6 +33,11 @@ struct HL7: AsyncParsableCommand {
                 index += 1
                 continue
             }
+            // A byte-order mark where a line starts (files saved by Windows editors) is not content.
+            if byte == 0xEF, bytes[index...].starts(with: [0xEF, 0xBB, 0xBF]), cleaned.last == nil || cleaned.last == 0x0D {
+                index += 3
+                continue
+            }
             if byte == 0x0D || byte == 0x0A {
                 if cleaned.last != 0x0D { cleaned.append(0x0D) }
                 index += 1
@@ -41,6 +46,10 @@ struct HL7: AsyncParsableCommand {
             cleaned.append(byte)
             index += 1
         }
+        // A batch file's envelope (FHS/BHS … BTS/FTS) is not sent: over MLLP each message goes alone.
+        var lines = cleaned.split(separator: 0x0D, omittingEmptySubsequences: false)
+        lines.removeAll { line in line.count >= 4 && ["FHS", "BHS", "BTS", "FTS"].contains { line.starts(with: Array($0.utf8)) } }
+        cleaned = Array(lines.joined(separator: [0x0D]))
         var messages: [[UInt8]] = []
         var start: Int?
         for position in cleaned.indices where cleaned[position...].starts(with: Array("MSH".utf8)) {
@@ -66,6 +75,7 @@ struct HL7: AsyncParsableCommand {
         @Option(help: "Connections sending at once; messages are dealt out round-robin.") var connections = 1
         @Option(help: "Send the whole file this many times.") var `repeat` = 1
         @Flag(help: "Print only the summary.") var quiet = false
+        @Option(help: "Seconds to wait for an acknowledgement before giving up on the connection.") var timeout = 30
         @Flag(help: "MLLP over TLS.") var tls = false
         @Option(help: "PEM CA bundle the gateway's certificate must chain to (implies --tls; default: the system's).")
         var tlsCA: String?
@@ -76,6 +86,7 @@ struct HL7: AsyncParsableCommand {
             guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
             guard (1...1024).contains(connections) else { throw ValidationError("--connections must be from 1 to 1024") }
             guard (1...100_000).contains(`repeat`) else { throw ValidationError("--repeat must be from 1 to 100000") }
+            guard (1...3600).contains(timeout) else { throw ValidationError("--timeout must be from 1 to 3600 seconds") }
         }
 
         func run() async throws {
@@ -83,7 +94,7 @@ struct HL7: AsyncParsableCommand {
             let messages = HL7.messages(in: Array(data))
             guard !messages.isEmpty else { throw StartupFailure(message: "no HL7 v2 messages (segments starting MSH) in \(file)") }
             let all = Array(repeatElement(messages, count: `repeat`).joined())
-            let (host, port, quiet, connections) = (self.host, self.port, self.quiet, self.connections)
+            let (host, port, quiet, connections, timeout) = (self.host, self.port, self.quiet, self.connections, self.timeout)
             let tlsConfiguration = try clientTLS()
             let tally = SendTally()
             let clock = ContinuousClock()
@@ -93,11 +104,12 @@ struct HL7: AsyncParsableCommand {
                     let share = stride(from: lane, to: all.count, by: connections).map { all[$0] }
                     group.addTask {
                         do {
-                            let client = try await MLLPClient.connect(host: host, port: port, tls: tlsConfiguration)
+                            let client = try await MLLPClient.connect(
+                                host: host, port: port, tls: tlsConfiguration, timeout: .seconds(Int64(timeout)))
                             try await client.run { send in
                                 for message in share {
                                     let began = clock.now
-                                    let frames = try await send(message, HL7.expectedReplies(message))
+                                    let frames = try await send(message, HL7.replies(for: message))
                                     let elapsed = clock.now - began
                                     tally.latencies.withLock {
                                         $0.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000)
@@ -145,17 +157,42 @@ struct HL7: AsyncParsableCommand {
         }
     }
 
-    /// One reply in original mode; in enhanced mode one per MSH-15/MSH-16 that is AL (ER, SU and NE
-    /// replies depend on the outcome, so a sender using them cannot count on them here).
-    static func expectedReplies(_ message: [UInt8]) -> Int {
+    /// The replies a message waits for, as the gateway sends them: one ACK in original mode; in
+    /// enhanced mode (MSH-15 or MSH-16 valued; an empty one counts as AL) a commit ACK under
+    /// MSH-15, then, unless the commit was refused, an application ACK under MSH-16. A reply
+    /// under ER or SU depends on the outcome, so it is waited for only briefly.
+    static func replies(for message: [UInt8]) -> MLLPClient.Replies {
         let header = message.prefix { $0 != 0x0D }
         guard header.count > 4 else { return 1 }
         let fields = header.split(separator: header[header.startIndex + 3], omittingEmptySubsequences: false)
         // fields[n] is MSH-(n+1) for n >= 1.
-        let accept = fields.count > 14 ? String(decoding: fields[14], as: UTF8.self) : ""
-        let application = fields.count > 15 ? String(decoding: fields[15], as: UTF8.self) : ""
+        func condition(_ n: Int) -> String {
+            guard fields.count > n else { return "" }
+            return String(decoding: fields[n], as: UTF8.self).trimmingCharacters(in: .whitespaces).uppercased()
+        }
+        let (accept, application) = (condition(14), condition(15))
         guard !accept.isEmpty || !application.isEmpty else { return 1 }
-        return [accept, application].filter { $0.isEmpty || $0.uppercased() == "AL" }.count
+        let acceptAlways = accept.isEmpty || !["NE", "ER", "SU"].contains(accept)
+        let applicationAlways = application.isEmpty || !["NE", "ER", "SU"].contains(application)
+        return MLLPClient.Replies { frames in
+            let codes = frames.map { ackCode($0) }
+            if codes.contains(where: { $0.hasPrefix("A") }) || codes.contains("CR") || codes.contains("CE") { return .complete }
+            if codes.contains("CA") {
+                return application == "NE" ? .complete : applicationAlways ? .more : .perhaps
+            }
+            // Nothing yet: a commit ACK under AL always comes; otherwise perhaps the application ACK.
+            return acceptAlways || applicationAlways ? .more : .perhaps
+        }
+    }
+
+    /// MSA-1 of a reply, read from the raw bytes.
+    static func ackCode(_ frame: [UInt8]) -> String {
+        guard let start = frame.firstRange(of: Array("\rMSA".utf8))?.upperBound ?? (frame.starts(with: Array("MSA".utf8)) ? 3 : nil),
+            start < frame.count
+        else { return "" }
+        let separator = frame[start]
+        let code = frame[(start + 1)...].prefix { $0 != separator && $0 != 0x0D && $0 != UInt8(ascii: "^") }
+        return String(decoding: code, as: UTF8.self).uppercased()
     }
 
     /// `MSA-1`, and a line naming the acknowledged control ID and any error.

@@ -149,6 +149,27 @@ import Testing
         }
     }
 
+    /// PID-19 is the SSN in the standard: a value shaped like a resident identity number is checked
+    /// as one (a bad one refused, 102), anything else is left out with a warning.
+    @Test func pid19IsAnIdentityNumberOnlyWhenItLooksLikeOne() async throws {
+        try await withTestGateway { gateway in
+            func message(_ control: String, localId: String, pid19: String) -> String {
+                "MSH|^~\\&|HIS|\(TestGateway.facility)|QY|GZ|20261125083000||ADT^A04^ADT_A01|\(control)|P|2.5\r"
+                    + "PID|1||\(localId)^^^\(TestGateway.facility)^PI||刘^洋||19800101|M|"
+                    + Array(repeating: "", count: 10).joined(separator: "|") + "|\(pid19)\r"
+            }
+            let ssn = try Self.ack(Array(try await gateway.send(message("S19-1", localId: "P19A", pid19: "123-45-6789")).utf8))
+            #expect(ssn["MSA-1"] == "AA")
+            #expect(ssn["ERR-4"] == "W" && (ssn["ERR-8"] ?? "").contains("PID-19"), "a warning names the field")
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents WHERE document_hash IS NULL") == 1)
+
+            let typo = try Self.ack(Array(try await gateway.send(message("S19-2", localId: "P19B", pid19: "110105194912310021")).utf8))
+            #expect(typo["MSA-1"] == "AE" && typo["ERR-3"] == "102")
+            #expect(typo["ERR-2.1"] == "PID" && typo["ERR-2.3"] == "19")
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 1)
+        }
+    }
+
     @Test func anHL7XMLMessageIsAppliedAndAnsweredInXML() async throws {
         try await withTestGateway { gateway in
             let xml = HL7XML.encode(try HL7Message.parse(Self.adt(control: "X-1", localId: "PX1", name: "郑^洁", idNumber: nil)))
@@ -344,6 +365,37 @@ import Testing
             let stored = try await CLITests.runOffPool(
                 ["hl7", "inspect", "--id", id.uuidString], database: gateway.database, extra: gateway.keys)
             #expect(stored.output.contains("OBX-5  5.6"), "\(stored.errors)")
+        }
+    }
+
+    /// Real export files start with a byte-order mark and come wrapped as batches, and enhanced-mode
+    /// senders get one reply or two depending on the outcome: `hl7 send` sends each message alone
+    /// and takes its replies as they come.
+    @Test(.enabled(if: CLITests.binary != nil, "the qianyun binary is not built"))
+    func sendReadsByteOrderMarksAndEnhancedModeReplies() async throws {
+        try await withTestGateway { gateway in
+            let file =
+                "\u{FEFF}FHS|^~\\&|HIS|5201020001\r\nBHS|^~\\&|HIS|5201020001\r\n"
+                + GatewayTests.adt(control: "B-1").replacingOccurrences(of: "\r", with: "\r\n")
+                // An unknown sender in enhanced mode: CR, and no application ACK after it.
+                + GatewayTests.adt(control: "E-1", localId: "P2", name: "冯^芳", idNumber: nil, facility: "GZXYY", extraMSH: "AL|")
+                // Commit ACK always, application ACK on success only.
+                + GatewayTests.adt(control: "E-2", localId: "P3", name: "罗^敏", idNumber: nil, extraMSH: "AL|SU") + "BTS|3\rFTS|1\r"
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("qy-bom-\(UUID().uuidString).hl7").path
+            try file.write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+
+            let started = ContinuousClock.now
+            let sent = try await CLITests.runOffPool(
+                ["hl7", "send", path, "--port", String(gateway.port), "--timeout", "20"], database: gateway.database)
+            #expect(sent.status == 0, "\(sent.errors)")
+            #expect(sent.output.contains("B-1 AA"), "\(sent.output)")
+            #expect(sent.output.contains("E-1 CR 204"), "\(sent.output)")
+            #expect(sent.output.contains("E-2 CA") && sent.output.contains("E-2 AA"), "\(sent.output)")
+            #expect(sent.output.contains("sent 3 messages on 1 connections"))
+            #expect(ContinuousClock.now - started < .seconds(15), "no reply was waited for past its time")
+            #expect(try await gateway.count("SELECT count(*) FROM interop.messages") == 3)
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 2)
         }
     }
 }

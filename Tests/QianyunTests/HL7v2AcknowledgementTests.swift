@@ -76,7 +76,12 @@ struct HL7v2AcknowledgementTests {
         let original = try HL7Message.parse("MSH|^~\\&|A||||||ADT^A01|1|P|2.3\r")
         #expect(HL7AckMode(original) == .original)
         let onlyApplication = try HL7Message.parse("MSH|^~\\&|A||||||ADT^A01|1|P|2.5|||| ER\r")
-        #expect(HL7AckMode(onlyApplication) == .enhanced(accept: .always, application: .always))
+        #expect(HL7AckMode(onlyApplication) == .enhanced(accept: .always, application: .errorOnly), "padding is not part of the value")
+        let unknown = try HL7Message.parse("MSH|^~\\&|A||||||ADT^A01|1|P|2.5||||XX\r")
+        #expect(HL7AckMode(unknown) == .enhanced(accept: .always, application: .always))
+        // Blank fields, as some HIS pad them, are not valued: original mode.
+        let blank = try HL7Message.parse("MSH|^~\\&|A||||||ADT^A01|1|P|2.3||| |  \r")
+        #expect(HL7AckMode(blank) == .original)
         let errorOnly = try HL7Message.parse("MSH|^~\\&|A||||||ADT^A01|1|P|2.5|||SU|ER\r")
         #expect(HL7AckMode(errorOnly) == .enhanced(accept: .successOnly, application: .errorOnly))
         #expect(HL7AckCondition.errorOnly.requiresAcknowledgement(success: false))
