@@ -132,9 +132,12 @@ enum PatientMapping {
                 sources["division"] = location(11, component: 9)
             }
         }
-        if let phone = phoneNumber(message.values(XTN.self, HL7Path(segmentID: "PID", field: 13))) {
+        let numbers = message.values(XTN.self, HL7Path(segmentID: "PID", field: 13))
+        if let phone = phoneNumber(numbers) {
             draft.phone = phone
             sources["phone"] = location(13)
+        } else if numbers.contains(where: { !$0.telephoneNumber.trimmedSpaces.isEmpty || !$0.localNumber.trimmedSpaces.isEmpty }) {
+            warnings.append("PID-13 holds no usable telephone number; phone not recorded")
         }
         if let ethnicity = message.value(CWE.self, HL7Path(segmentID: "PID", field: 22))?.identifier, !ethnicity.isEmpty {
             // GB 3304 codes are two digits; a one-digit "1" is the same code with its zero dropped.
@@ -222,17 +225,18 @@ enum PatientMapping {
         return parts.joined(separator: han ? "" : " ")
     }
 
-    /// Mobile first (equipment CP), then any number; the v2.3 free-form number when the v2.5
-    /// components are empty.
+    /// Mobile first (equipment CP), then any number: the first one the registry accepts, from
+    /// the v2.5 components (area code and local number) or else the v2.3 free-form number. A feed's
+    /// unusable number (a four-digit extension, a placeholder) is left out rather than failing the
+    /// registration.
     static func phoneNumber(_ numbers: [XTN]) -> String? {
-        func text(_ xtn: XTN) -> String? {
+        func usable(_ xtn: XTN) -> String? {
             let local = xtn.localNumber.trimmedSpaces
-            if !local.isEmpty { return xtn.areaCode.trimmedSpaces + local }
-            let free = xtn.telephoneNumber.trimmedSpaces
-            return free.isEmpty ? nil : free
+            let candidates = [local.isEmpty ? "" : xtn.areaCode.trimmedSpaces + local, xtn.telephoneNumber.trimmedSpaces]
+            return candidates.first { !$0.isEmpty && (try? ResidentValidation.phone($0, field: "phone")) != nil }
         }
-        let mobile = numbers.first { $0.equipmentType.uppercased() == "CP" }.flatMap(text)
-        return mobile ?? numbers.lazy.compactMap(text).first
+        let ordered = numbers.filter { $0.equipmentType.uppercased() == "CP" } + numbers.filter { $0.equipmentType.uppercased() != "CP" }
+        return ordered.lazy.compactMap(usable).first
     }
 
     /// NK1 as the guardian of a minor: name, relationship, phone.

@@ -318,7 +318,7 @@ public enum ResidentValidation {
     }
 
     /// Mobile numbers lose a leading +86/0086; landlines keep their area code.
-    static func phone(_ raw: String, field: String) throws(RegistryError) -> String {
+    public static func phone(_ raw: String, field: String) throws(RegistryError) -> String {
         var text = raw.filter { !$0.isWhitespace && $0 != "-" && $0 != "(" && $0 != ")" }
         if text.hasPrefix("+86") { text.removeFirst(3) } else if text.hasPrefix("0086") { text.removeFirst(4) }
         let body = text.hasPrefix("+") ? text.dropFirst() : Substring(text)

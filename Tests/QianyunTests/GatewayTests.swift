@@ -150,13 +150,13 @@ import Testing
     }
 
     /// PID-19 is the SSN in the standard: a value shaped like a resident identity number is checked
-    /// as one (a bad one refused, 102), anything else is left out with a warning.
-    @Test func pid19IsAnIdentityNumberOnlyWhenItLooksLikeOne() async throws {
+    /// as one (a bad one refused, 102), anything else is left out with a warning. PID-13 gives the
+    /// first number the registry accepts; a feed's unusable number is left out, not fatal.
+    @Test func pid19AndPid13AreTakenOnlyWhenUsable() async throws {
         try await withTestGateway { gateway in
-            func message(_ control: String, localId: String, pid19: String) -> String {
+            func message(_ control: String, localId: String, name: String = "刘^洋", pid13: String = "", pid19: String = "") -> String {
                 "MSH|^~\\&|HIS|\(TestGateway.facility)|QY|GZ|20261125083000||ADT^A04^ADT_A01|\(control)|P|2.5\r"
-                    + "PID|1||\(localId)^^^\(TestGateway.facility)^PI||刘^洋||19800101|M|"
-                    + Array(repeating: "", count: 10).joined(separator: "|") + "|\(pid19)\r"
+                    + "PID|1||\(localId)^^^\(TestGateway.facility)^PI||\(name)||19800101|M|||||\(pid13)||||||\(pid19)\r"
             }
             let ssn = try Self.ack(Array(try await gateway.send(message("S19-1", localId: "P19A", pid19: "123-45-6789")).utf8))
             #expect(ssn["MSA-1"] == "AA")
@@ -167,6 +167,15 @@ import Testing
             #expect(typo["MSA-1"] == "AE" && typo["ERR-3"] == "102")
             #expect(typo["ERR-2.1"] == "PID" && typo["ERR-2.3"] == "19")
             #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 1)
+
+            // A four-digit local number beside a usable free-form one (as FHIR-Converter's samples have it).
+            let free = try Self.ack(
+                Array(try await gateway.send(message("S13-1", localId: "P13A", name: "周^杰", pid13: "78788788^^CP^5555^^^1111")).utf8))
+            #expect(free["MSA-1"] == "AA")
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents WHERE phone = '78788788'") == 1)
+            let unusable = try Self.ack(Array(try await gateway.send(message("S13-2", localId: "P13B", name: "吴^敏", pid13: "1234")).utf8))
+            #expect(unusable["MSA-1"] == "AA" && (unusable["ERR-8"] ?? "").contains("PID-13"))
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 3)
         }
     }
 
