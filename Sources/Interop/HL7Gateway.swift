@@ -434,7 +434,16 @@ public struct HL7Gateway: MLLPMessageHandler {
 
     func parse(_ bytes: [UInt8], xml: Bool, defaultCharset: HL7Charset?) throws(HL7Error) -> HL7Message {
         if xml { return try HL7XML.decode(bytes, options: HL7XML.Options(maxBytes: maximumMessageBytes)) }
-        return try HL7Message.parse(bytes, options: HL7ParseOptions(maxMessageBytes: maximumMessageBytes, defaultCharset: defaultCharset))
+        let options = HL7ParseOptions(maxMessageBytes: maximumMessageBytes, defaultCharset: defaultCharset)
+        do {
+            return try HL7Message.parse(bytes, options: options)
+        } catch  where error.code == .batchNotSupported {
+            // One message inside a batch envelope (FHS/BHS … BTS/FTS), as file-based senders and
+            // python-hl7's mllp_send frame a batch file: the envelope is dropped. Several messages
+            // in one frame are still refused: each needs its own frame and its own ACK.
+            if let batch = try? HL7Batch.parse(bytes, options: options), batch.messages.count == 1 { return batch.messages[0] }
+            throw error
+        }
     }
 
     /// An XML document (after any BOM and whitespace) rather than ER7, which starts with `MSH`.

@@ -179,6 +179,27 @@ import Testing
         }
     }
 
+    /// A batch file framed as python-hl7's mllp_send frames it: the envelope travels with the
+    /// messages beside it. One message in an envelope is applied; several in one frame are refused.
+    @Test func aMessageInABatchEnvelopeIsAppliedAndABatchInOneFrameRefused() async throws {
+        try await withTestGateway { gateway in
+            let wrapped =
+                "FHS|^~\\&|HIS|\(TestGateway.facility)\rBHS|^~\\&|HIS|\(TestGateway.facility)\r"
+                + Self.adt(control: "W-1", localId: "PW1", name: "袁^丽", idNumber: nil) + "BTS|1\rFTS|1\r"
+            let ack = try Self.ack(Array(try await gateway.send(wrapped).utf8))
+            #expect(ack["MSA-1"] == "AA" && ack["MSA-2"] == "W-1")
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents WHERE name = '袁丽'") == 1)
+
+            let two =
+                "BHS|^~\\&|HIS|\(TestGateway.facility)\r" + Self.adt(control: "W-2", localId: "PW2", name: "韩^雪", idNumber: nil)
+                + Self.adt(control: "W-3", localId: "PW3", name: "唐^杰", idNumber: nil) + "BTS|2\r"
+            let refused = try Self.ack(Array(try await gateway.send(two).utf8))
+            #expect(refused["MSA-1"] == "AR" && refused["ERR-3"] == "100")
+            #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 1)
+            #expect(try await gateway.count("SELECT count(*) FROM interop.messages") == 2, "the refused frame is kept too")
+        }
+    }
+
     @Test func anHL7XMLMessageIsAppliedAndAnsweredInXML() async throws {
         try await withTestGateway { gateway in
             let xml = HL7XML.encode(try HL7Message.parse(Self.adt(control: "X-1", localId: "PX1", name: "郑^洁", idNumber: nil)))
