@@ -1,3 +1,4 @@
+import HL7v2
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -100,42 +101,23 @@ public struct MLLPClient: Sendable {
 }
 
 extension MLLPClient.Replies {
-    /// The replies a message waits for, as the gateway sends them: one ACK in original mode; in
-    /// enhanced mode (MSH-15 or MSH-16 valued; an empty one counts as AL) a commit ACK under
-    /// MSH-15, then, unless the commit was refused, an application ACK under MSH-16. A reply
-    /// under ER or SU depends on the outcome, so it is waited for only briefly.
+    /// The replies a message waits for, as the gateway sends them (`HL7AckMode`): one ACK in
+    /// original mode; in enhanced mode a commit ACK under MSH-15, then, unless the commit was
+    /// refused, an application ACK under MSH-16. A reply under ER or SU depends on the outcome,
+    /// so it is waited for only briefly. A message that does not parse gets one AR.
     public static func acknowledgements(of message: [UInt8]) -> MLLPClient.Replies {
-        let header = message.prefix { $0 != 0x0D }
-        guard header.count > 4 else { return 1 }
-        let fields = header.split(separator: header[header.startIndex + 3], omittingEmptySubsequences: false)
-        // fields[n] is MSH-(n+1) for n >= 1.
-        func condition(_ n: Int) -> String {
-            guard fields.count > n else { return "" }
-            return String(decoding: fields[n], as: UTF8.self).filter { $0 != " " && $0 != "\t" }.uppercased()
-        }
-        let (accept, application) = (condition(14), condition(15))
-        guard !accept.isEmpty || !application.isEmpty else { return 1 }
-        let acceptAlways = accept.isEmpty || !["NE", "ER", "SU"].contains(accept)
-        let applicationAlways = application.isEmpty || !["NE", "ER", "SU"].contains(application)
+        guard let parsed = try? HL7Message.parse(message, options: HL7ParseOptions(defaultCharset: .gb18030)),
+            case .enhanced(let accept, let application) = HL7AckMode(parsed)
+        else { return 1 }
         return MLLPClient.Replies { frames in
-            let codes = frames.map { ackCode($0) }
+            let codes = frames.map { (try? HL7Message.parse($0, options: HL7ParseOptions(defaultCharset: .gb18030)))?["MSA-1"] ?? "" }
             if codes.contains(where: { $0.hasPrefix("A") }) || codes.contains("CR") || codes.contains("CE") { return .complete }
             if codes.contains("CA") {
-                return application == "NE" ? .complete : applicationAlways ? .more : .perhaps
+                return application == .never ? .complete : application == .always ? .more : .perhaps
             }
             // Nothing yet: a commit ACK under AL always comes; otherwise perhaps the application ACK.
-            return acceptAlways || applicationAlways ? .more : .perhaps
+            return accept == .always || application == .always ? .more : .perhaps
         }
-    }
-
-    /// MSA-1 of a reply, read from the raw bytes.
-    static func ackCode(_ frame: [UInt8]) -> String {
-        guard let start = frame.firstRange(of: Array("\rMSA".utf8))?.upperBound ?? (frame.starts(with: Array("MSA".utf8)) ? 3 : nil),
-            start < frame.count
-        else { return "" }
-        let separator = frame[start]
-        let code = frame[(start + 1)...].prefix { $0 != separator && $0 != 0x0D && $0 != UInt8(ascii: "^") }
-        return String(decoding: code, as: UTF8.self).uppercased()
     }
 }
 

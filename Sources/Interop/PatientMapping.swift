@@ -1,5 +1,6 @@
 import Foundation
 import HL7v2
+import IdentityNumbers
 import Registry
 
 /// A PID segment read as a registration: the facility's own patient id, the demographics, and
@@ -49,13 +50,10 @@ enum PatientMapping {
         HL7Location(segmentID: segment, segmentSequence: 1, field: field, repetition: repetition, component: component)
     }
 
-    /// 15 or 18 characters, digits (full-width too) with an optional final X: what a resident
-    /// identity number looks like before its check digit and date are checked.
+    /// 15 or 18 digits (full-width too) with an optional final X, by the identity-number rules
+    /// themselves: what a resident identity number looks like before its date and check digit count.
     static func hasResidentIDShape(_ value: String) -> Bool {
-        let scalars = Array(value.unicodeScalars)
-        guard scalars.count == 15 || scalars.count == 18 else { return false }
-        func digit(_ scalar: Unicode.Scalar) -> Bool { ("0"..."9").contains(scalar) || ("\u{FF10}"..."\u{FF19}").contains(scalar) }
-        return scalars.dropLast().allSatisfy(digit) && (digit(scalars.last!) || "xX\u{FF38}\u{FF58}".unicodeScalars.contains(scalars.last!))
+        !ResidentIDNumber.check(value, today: 0).problems.contains { [.empty, .length, .character].contains($0.code) }
     }
 
     /// Reads the first PID (and a guardian from NK1 for minors). `today` is yyyymmdd.
