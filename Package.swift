@@ -33,6 +33,12 @@ let package = Package(
         // terser paths, data types, acknowledgements. No I/O, no dependencies; the GB 18030 table
         // is generated into the target by schemas/code-tables/make_gb18030_table.py.
         .target(name: "HL7v2"),
+        // libxml2 (a system library), seen only by ClinicalXML.
+        .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        // Clinical XML without I/O: libxml2 hardened (no network, no DTD or entity, size and depth
+        // limits), XSD validation with line numbers, XPath, and the CDA R2 document model. Never
+        // imports Foundation (libxml2's ICU clashes with Foundation's).
+        .target(name: "ClinicalXML", dependencies: ["CLibXML2"]),
         // Connection pool helpers, transactions, prepared statements, the SQL migrations runner and
         // the statistics keeper.
         .target(
@@ -119,7 +125,8 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "HL7v2", "IdentityNumbers", "NameMatching", "Registry", "Storage", "Interop",
+                "QianyunServer", "API", "Access", "ClinicalXML", "HL7v2", "IdentityNumbers", "NameMatching", "Registry", "Storage",
+                "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
