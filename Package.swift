@@ -71,6 +71,17 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
+        // The shared medical record: clinical documents (CDA) with versions, encounters and items
+        // with their sources and history, and who may read them.
+        .target(
+            name: "Records",
+            dependencies: [
+                "Access", "ClinicalXML", "HL7v2", "Registry", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
         // the domain services (ADT into the registry).
         .target(
@@ -91,7 +102,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "Access", "IdentityNumbers", "Interop", "Registry", "Storage",
+                "Access", "IdentityNumbers", "Interop", "Records", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -100,7 +111,7 @@ let package = Package(
         .target(
             name: "QianyunServer",
             dependencies: [
-                "API", "Access", "Interop", "Registry", "Storage",
+                "API", "Access", "ClinicalXML", "Interop", "Records", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -125,7 +136,8 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "ClinicalXML", "HL7v2", "IdentityNumbers", "NameMatching", "Registry", "Storage",
+                "QianyunServer", "API", "Access", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers", "NameMatching", "Registry",
+                "Storage",
                 "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Interop
+import Records
 import Registry
 import Storage
 
@@ -35,6 +36,8 @@ extension Problem {
             case .notFound:
                 return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
             }
+        case let error as RecordsError:
+            return from(error)
         case let error as InboxError:
             switch error {
             case .invalid(let field, let reason):
@@ -136,6 +139,40 @@ extension Problem {
         case is Bool.Type: "true or false"
         case is Int.Type, is Double.Type: "a number"
         default: "of another type"
+        }
+    }
+}
+
+extension Problem {
+    static func from(_ error: RecordsError) -> Problem {
+        switch error {
+        case .invalid(let field, let reason):
+            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
+            problem.fieldErrors = [FieldError(field: field, reason: reason)]
+            return problem
+        case .unreadable(let xml):
+            if case .tooLarge = xml {
+                return Problem(.contentTooLarge, code: "body-too-large", title: "Document too large", detail: error.description)
+            }
+            if case .documentTypeDeclaration = xml {
+                return Problem(
+                    .badRequest, code: "xml-doctype-refused", title: "Document type declaration refused", detail: error.description)
+            }
+            return Problem(.badRequest, code: "xml-unreadable", title: "Not well-formed XML", detail: error.description)
+        case .notCDA:
+            return Problem(.unprocessableContent, code: "not-cda", title: "Not a CDA document", detail: error.description)
+        case .schema(let findings):
+            var problem = Problem(
+                .unprocessableContent, code: "schema-invalid", title: "Fails the CDA R2 schema", detail: error.description)
+            problem.structured["findings"] = .array(
+                findings.prefix(50).map {
+                    .object(["line": .int($0.line), "severity": .string($0.severity.rawValue), "message": .string($0.message)])
+                })
+            return problem
+        case .notFound:
+            return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+        case .conflict:
+            return Problem(.conflict, code: "document-id-conflict", title: "Document id already used", detail: error.description)
         }
     }
 }

@@ -16,21 +16,26 @@ public struct EdgeMiddleware: RouterMiddleware {
     public typealias Context = QianyunRequestContext
     let maximumBodyBytes: Int
     let routes: RouteTable
+    /// Paths whose body may be larger than `maximumBodyBytes` (a clinical document with its
+    /// attachments), with their own cap.
+    let largerBodies: [String: Int]
 
-    public init(maximumBodyBytes: Int, routes: RouteTable) {
+    public init(maximumBodyBytes: Int, routes: RouteTable, largerBodies: [String: Int] = [:]) {
         self.maximumBodyBytes = maximumBodyBytes
         self.routes = routes
+        self.largerBodies = largerBodies
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let requestID = Self.acceptableID(request.headers[.requestID]) ?? Self.newID()
         context.requestID = requestID
-        context.maxUploadSize = maximumBodyBytes
+        let limit = largerBodies[request.uri.path] ?? maximumBodyBytes
+        context.maxUploadSize = limit
         context.logger[metadataKey: "request.id"] = .string(requestID)
         let started = ContinuousClock.now
         var response: Response
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > maximumBodyBytes {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             response = Problem.from(HTTPError(.contentTooLarge)).response(requestID: requestID)
         } else {
             do {

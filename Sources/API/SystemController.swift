@@ -53,22 +53,28 @@ public struct APIDependencies: Sendable {
     public var residents: ResidentController
     public var fhir: FHIRController
     public var interop: InteropController
+    public var documents: DocumentController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
+    /// The cap on one clinical document (`POST /api/v1/documents`), which may carry attachments.
+    public var maximumDocumentBytes: Int
 
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
-        interop: InteropController, system: SystemController, tokenService: Access.TokenService, maximumBodyBytes: Int
+        interop: InteropController, documents: DocumentController, system: SystemController, tokenService: Access.TokenService,
+        maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
         self.tokens = tokens
         self.facilities = facilities
         self.residents = residents
         self.fhir = fhir
         self.interop = interop
+        self.documents = documents
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
+        self.maximumDocumentBytes = maximumDocumentBytes
     }
 }
 
@@ -78,7 +84,10 @@ import Access
 public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunRequestContext> {
     let router = Router(context: QianyunRequestContext.self)
     let table = RouteTable()
-    router.add(middleware: EdgeMiddleware(maximumBodyBytes: dependencies.maximumBodyBytes, routes: table))
+    router.add(
+        middleware: EdgeMiddleware(
+            maximumBodyBytes: dependencies.maximumBodyBytes, routes: table,
+            largerBodies: ["/api/v1/documents": dependencies.maximumDocumentBytes]))
     router.add(middleware: MetricsMiddleware())
     dependencies.system.addRoutes(to: router)
     dependencies.tokens.addRoutes(to: router)
@@ -87,6 +96,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.facilities.addRoutes(to: api)
     dependencies.residents.addRoutes(to: api)
     dependencies.interop.addRoutes(to: api)
+    dependencies.documents.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     table.fill(router.routes.map { ($0.path.description, $0.method) })

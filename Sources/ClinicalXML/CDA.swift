@@ -127,7 +127,9 @@ public struct CDADocument: Sendable {
         guard let effectiveTime = root.child("effectiveTime")?.attribute("value") else { throw .missing("effectiveTime") }
         guard let patientRole = root.path("recordTarget", "patientRole") else { throw .missing("recordTarget/patientRole") }
         var patient = Self.person(patientRole, personName: "patient", organizationName: "providerOrganization")
-        patient.ids = patientRole.children("id").map(Self.identifier).filter { $0.root != nil || $0.extension != nil }
+        // China's shared documents (WS/T 500) put the identity number under patient/id.
+        patient.ids = (patientRole.children("id") + (patientRole.child("patient")?.children("id") ?? [])).map(Self.identifier)
+            .filter { $0.root != nil || $0.extension != nil }
         guard !patient.ids.isEmpty else { throw .missing("patient id (recordTarget/patientRole/id)") }
 
         var header = CDAHeader(

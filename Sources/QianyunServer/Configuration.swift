@@ -44,6 +44,11 @@ public struct Configuration: Sendable {
     /// When set, MLLP clients must present a certificate issued by one of these CAs.
     public var mllpTLSClientCAPath: String?
     public var maximumBodyBytes = 1 << 20
+    public var maximumDocumentBytes = 16 << 20
+    /// The CDA R2 schema documents are checked against; nil when `schemas/cda` has none (see its README).
+    public var cdaSchemaPath: String?
+    /// How long after an encounter a facility may read a resident's record kept by others.
+    public var relationshipDays = 90
     public var schemasDirectory: String
     public var migrateOnStart = true
     public var databasePoolSize = 20
@@ -58,7 +63,7 @@ public struct Configuration: Sendable {
         "QIANYUN_TLS_CERT", "QIANYUN_TLS_KEY", "QIANYUN_MAX_BODY_BYTES", "QIANYUN_SCHEMAS_DIR", "QIANYUN_MIGRATE_ON_START",
         "QIANYUN_DB_POOL_SIZE", "QIANYUN_AUTH_LOCK_AFTER_FAILURES", "QIANYUN_AUTH_LOCK_SECONDS", "QIANYUN_CONFIG_FILE",
         "QIANYUN_MLLP_TLS_CERT", "QIANYUN_MLLP_TLS_KEY", "QIANYUN_MLLP_TLS_CLIENT_CA", "QIANYUN_HL7_BATCH_SIZE",
-        "QIANYUN_HL7_CONCURRENT_BATCHES",
+        "QIANYUN_HL7_CONCURRENT_BATCHES", "QIANYUN_MAX_DOCUMENT_BYTES", "QIANYUN_CDA_SCHEMA", "QIANYUN_RELATIONSHIP_DAYS",
     ]
 
     public init(schemasDirectory: String) {
@@ -191,6 +196,18 @@ public struct Configuration: Sendable {
             }
         }
         configuration.maximumBodyBytes = try integer("QIANYUN_MAX_BODY_BYTES", 1024...(64 << 20)) ?? configuration.maximumBodyBytes
+        configuration.maximumDocumentBytes =
+            try integer("QIANYUN_MAX_DOCUMENT_BYTES", 1024...(256 << 20)) ?? configuration.maximumDocumentBytes
+        configuration.relationshipDays = try integer("QIANYUN_RELATIONSHIP_DAYS", 1...3650) ?? configuration.relationshipDays
+        if let schema = text("QIANYUN_CDA_SCHEMA") {
+            guard FileManager.default.isReadableFile(atPath: schema) else {
+                throw ConfigurationError("QIANYUN_CDA_SCHEMA", "cannot read \(schema)")
+            }
+            configuration.cdaSchemaPath = schema
+        } else {
+            let bundled = configuration.schemasDirectory + "/cda/infrastructure/cda/CDA_SDTC.xsd"
+            if FileManager.default.isReadableFile(atPath: bundled) { configuration.cdaSchemaPath = bundled }
+        }
         if let migrate = text("QIANYUN_MIGRATE_ON_START") {
             guard let flag = Bool(migrate.lowercased()) else {
                 throw ConfigurationError("QIANYUN_MIGRATE_ON_START", "must be true or false")

@@ -1,5 +1,6 @@
 import API
 import Access
+import ClinicalXML
 import Crypto
 import Foundation
 import Hummingbird
@@ -9,6 +10,7 @@ import Interop
 import Logging
 import PostgresNIO
 import Prometheus
+import Records
 import Registry
 import ServiceLifecycle
 import Storage
@@ -124,8 +126,15 @@ public enum QianyunServer {
                 residents: ResidentController(residents: residents, cards: cards, merges: merges),
                 fhir: FHIRController(residents: residents),
                 interop: InteropController(log: MessageLog(client: postgres, logger: logger)),
+                documents: DocumentController(
+                    documents: ClinicalDocuments(
+                        client: postgres, registry: residents, protector: protector, schema: try cdaSchema(configuration, logger: logger),
+                        relationshipDays: configuration.relationshipDays,
+                        limits: XMLLimits(maximumBytes: configuration.maximumDocumentBytes),
+                        logger: logger)),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
-                tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes))
+                tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
+                maximumDocumentBytes: configuration.maximumDocumentBytes))
 
         let mllp = MLLPServer(
             configuration: MLLPConfiguration(
@@ -170,6 +179,15 @@ public enum QianyunServer {
         }
         return app
     }
+}
+
+/// The CDA schema, compiled once at start; without one, documents are filed unchecked (logged once).
+func cdaSchema(_ configuration: Configuration, logger: Logger) throws -> XMLSchema? {
+    guard let path = configuration.cdaSchemaPath else {
+        logger.warning("no CDA schema: clinical documents are filed without a schema check (see schemas/cda/README.md)")
+        return nil
+    }
+    return try XMLSchema(path: path)
 }
 
 struct MigrationStatusError: Error, CustomStringConvertible {

@@ -69,6 +69,9 @@ public struct ResidentRegistry: Sendable {
         self.logger = logger
     }
 
+    /// The keyed pseudonym audit rows and de-identified extracts name a resident by.
+    public func residentPseudonym(_ id: UUID) -> String { codec.residentPseudonym(id) }
+
     // MARK: Registration
 
     static let conflictCode = "identity-number-conflict"
@@ -248,19 +251,6 @@ public struct ResidentRegistry: Sendable {
 
     /// Two registrations of one facility id racing past the check, or a deadlock between
     /// batches, roll back whole; the rerun sees the winner's rows.
-    func retryingConflicts<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        var attempt = 0
-        while true {
-            do {
-                return try await body()
-            } catch let error as PSQLError where attempt < 4 {
-                let state = error.serverInfo?[.sqlState]
-                guard state == "23505" || state == "40P01" || state == "40001" else { throw error }
-                attempt += 1
-            }
-        }
-    }
-
     // MARK: Reads
 
     public func get(id text: String, by principal: Principal, requestID: String?) async throws -> Resident {

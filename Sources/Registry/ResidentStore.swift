@@ -211,7 +211,3 @@ struct ResidentRow: Encodable {
 func jsonText(_ value: some Encodable) throws -> String {
     String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
 }
-
-extension UUID {
-    var lowercased: String { uuidString.lowercased() }
-}

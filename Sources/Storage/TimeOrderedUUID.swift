@@ -18,3 +18,8 @@ extension UUID {
             ))
     }
 }
+
+extension UUID {
+    /// The lowercase form the API and audit rows use.
+    public var lowercased: String { uuidString.lowercased() }
+}

@@ -18,6 +18,22 @@ extension PostgresClient {
     }
 }
 
+/// Reruns `body` (a whole transaction) when it lost a race the database settled for it: a unique
+/// violation from a concurrent insert of the same key, a deadlock, a serialization failure.
+/// After `attempts` tries the error reaches the caller.
+public func retryingConflicts<T: Sendable>(attempts: Int = 5, _ body: () async throws -> T) async throws -> T {
+    var attempt = 1
+    while true {
+        do {
+            return try await body()
+        } catch let error as PSQLError where attempt < attempts {
+            let state = error.serverInfo?[.sqlState]
+            guard state == "23505" || state == "40P01" || state == "40001" else { throw error }
+            attempt += 1
+        }
+    }
+}
+
 extension PostgresConnection {
     /// Runs `body` between `begin` (e.g. `BEGIN ISOLATION LEVEL REPEATABLE READ`) and COMMIT on
     /// this connection, rolling back on any error. For work that must stay on one connection,

@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import QianyunServer
+import Records
 import Registry
 import Testing
 
@@ -101,9 +102,13 @@ import Testing
                     merges: MergeService(client: postgres, registry: residents, logger: TestDatabase.logger)),
                 fhir: FHIRController(residents: residents),
                 interop: InteropController(log: MessageLog(client: postgres, logger: TestDatabase.logger)),
+                documents: DocumentController(
+                    documents: ClinicalDocuments(
+                        client: postgres, registry: residents, protector: try QianyunServer.fieldProtector(configuration), schema: nil,
+                        logger: TestDatabase.logger)),
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
-                maximumBodyBytes: 1024))
+                maximumBodyBytes: 1024, maximumDocumentBytes: 4096))
         let routed = Set(
             router.routes.map { route in
                 let template = route.path.description.replacingOccurrences(of: ":", with: "")

@@ -1,0 +1,58 @@
+import Access
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Records
+
+extension HTTPField.Name {
+    /// An emergency read of another facility's record states its reason here; the read is
+    /// allowed and flagged in the audit.
+    static let breakGlassReason = Self("X-Break-Glass-Reason")!
+}
+
+/// `/api/v1/documents`: clinical documents (CDA R2) in, and their headers and original bytes out.
+public struct DocumentController: Sendable {
+    let documents: ClinicalDocuments
+
+    public init(documents: ClinicalDocuments) {
+        self.documents = documents
+    }
+
+    static let xmlTypes: Set<String> = ["application/xml", "text/xml", "application/hl7-cda+xml", "application/hl7-v3+xml"]
+
+    public func addRoutes(to group: RouterGroup<QianyunRequestContext>) {
+        group.post("documents", use: submit)
+        group.get("documents/{id}", use: get)
+        group.get("documents/{id}/content", use: content)
+    }
+
+    @Sendable func submit(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<DocumentReceipt> {
+        let principal = try context.requirePrincipal()
+        let type = request.headers[.contentType].map { $0.split(separator: ";")[0].trimmingCharacters(in: .whitespaces).lowercased() }
+        guard let type, Self.xmlTypes.contains(type) else {
+            throw HTTPError(.unsupportedMediaType, message: "send a CDA document as application/xml (or application/hl7-cda+xml)")
+        }
+        let body = try await request.body.collect(upTo: context.maxUploadSize)
+        let receipt = try await documents.submit(Array(body.readableBytesView), by: principal, requestID: context.requestID)
+        return JSONBody(
+            receipt, status: receipt.status == .created ? .created : .ok,
+            headers: [.location: "/api/v1/documents/\(receipt.document.id)", .cacheControl: "no-store"])
+    }
+
+    @Sendable func get(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<DocumentSummary> {
+        JSONBody(
+            try await documents.summary(
+                id: try context.parameters.require("id"), by: try context.requirePrincipal(),
+                breakGlass: request.headers[.breakGlassReason], requestID: context.requestID), headers: noStore)
+    }
+
+    /// The document exactly as it was sent.
+    @Sendable func content(_ request: Request, context: QianyunRequestContext) async throws -> Response {
+        let found = try await documents.content(
+            id: try context.parameters.require("id"), by: try context.requirePrincipal(),
+            breakGlass: request.headers[.breakGlassReason], requestID: context.requestID)
+        return Response(
+            status: .ok, headers: [.contentType: "application/xml", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: found.bytes)))
+    }
+}

@@ -1,0 +1,216 @@
+import Access
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import PostgresNIO
+import Testing
+
+extension TestApp {
+    func submit(_ token: String, _ xml: String, type: String = "application/xml") async throws -> TestResponse {
+        try await client.execute(
+            uri: "/api/v1/documents", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: type],
+            body: ByteBuffer(string: xml))
+    }
+
+    func read(_ path: String, _ token: String, breakGlass: String? = nil) async throws -> TestResponse {
+        var headers: HTTPFields = [.authorization: "Bearer \(token)"]
+        if let breakGlass { headers[HTTPField.Name("X-Break-Glass-Reason")!] = breakGlass }
+        return try await client.execute(uri: path, method: .get, headers: headers)
+    }
+}
+
+extension TestResponse {
+    var document: [String: Any] { json["document"] as? [String: Any] ?? [:] }
+}
+
+/// Clinical documents over HTTP against PostgreSQL: filing, the schema's verdict, hostile XML,
+/// versions, and who may read them.
+@Suite(needsDatabase) struct DocumentTests {
+    static var schemaOverrides: [String: String] {
+        CDASamples.schemaAvailable ? ["QIANYUN_CDA_SCHEMA": CDASamples.schemaPath] : [:]
+    }
+
+    static let patient = residentIDNumber("520102", "19900307", 447)
+
+    @Test func aDocumentIsFiledWithItsPatientAndItemsAndReadBackByteForByte() async throws {
+        try await withTestApp(Self.schemaOverrides) { app in
+            try await app.addFacilities("H1")
+            let his = try await app.token(role: .his, facility: "H1")
+            let xml = CDASamples.document(patientId: Self.patient)
+            let filed = try await app.submit(his, xml)
+            #expect(filed.status == .created)
+            #expect(filed.json["status"] as? String == "created" && filed.json["entries"] as? Int == 2)
+            #expect(filed.json["patient"] as? String == "created")
+            let id = try #require(filed.document["id"] as? String)
+            #expect(filed.document["schemaValid"] as? Bool == true || !CDASamples.schemaAvailable)
+            #expect(filed.document["version"] as? Int == 1 && filed.document["current"] as? Bool == true)
+            #expect(filed.headers[.location] == "/api/v1/documents/\(id)")
+            #expect(try await app.count("SELECT count(*) FROM records.documents") == 1)
+            #expect(
+                try await app.count("SELECT count(*) FROM records.entries WHERE kind = 'diagnosis' AND code = 'E11.9' AND current") == 1)
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM records.entries WHERE kind = 'observation' AND code = '1558-6' AND value_number = 7.8 "
+                        + "AND unit = 'mmol/L' AND abnormal_flag = 'H' AND reference_range = '3.9–6.1 mmol/L'") == 1)
+            // The patient went through the matcher and is linked to the facility's own id.
+            #expect(try await app.count("SELECT count(*) FROM registry.identifiers WHERE facility = 'H1' AND local_id = 'MRN-0001'") == 1)
+            // The original is sealed at rest, and comes back exactly as sent.
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM records.documents WHERE position(convert_to('张三', 'UTF8') IN raw_ciphertext) > 0") == 0)
+            let content = try await app.read("/api/v1/documents/\(id)/content", his)
+            #expect(content.status == .ok && Array(content.body.readableBytesView) == Array(xml.utf8))
+            #expect(try await app.read("/api/v1/documents/\(id)", his).json["title"] as? String == "门诊病历")
+
+            // The same bytes again: the document on file, nothing added.
+            let again = try await app.submit(his, xml)
+            #expect(again.status == .ok && again.json["status"] as? String == "duplicate" && again.document["id"] as? String == id)
+            // The same id with other content is a conflict, not an overwrite.
+            let changed = try await app.submit(his, xml.replacingOccurrences(of: "7.8", with: "7.9"))
+            #expect(changed.status == .conflict && changed.json["type"] as? String == "urn:qianyun:problem:document-id-conflict")
+            #expect(try await app.count("SELECT count(*) FROM records.documents") == 1)
+            #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'record.document.create'") == 1)
+
+            // A second document for the same facility patient finds the same resident.
+            let second = try await app.submit(his, CDASamples.document(id: "DOC-2", setId: "SET-2", patientId: Self.patient))
+            #expect(second.json["patient"] as? String == "existing")
+            #expect(second.document["residentId"] as? String == filed.document["residentId"] as? String)
+        }
+    }
+
+    @Test(.enabled(if: CDASamples.schemaAvailable, "the CDA schema in ../shared/corpora/cda is not here"))
+    func aDocumentFailingTheSchemaIsFiledFlaggedUnlessItsSenderIsStrict() async throws {
+        try await withTestApp(Self.schemaOverrides) { app in
+            try await app.addFacilities("H1")
+            let his = try await app.token(role: .his, facility: "H1")
+            let wrong = CDASamples.document(patientId: Self.patient, extraHeader: "<notACDAElement/>")
+            let filed = try await app.submit(his, wrong)
+            #expect(filed.status == .created && filed.document["schemaValid"] as? Bool == false)
+            let findings = try #require(filed.document["findings"] as? [[String: Any]])
+            #expect(!findings.isEmpty && findings.allSatisfy { ($0["line"] as? Int ?? 0) > 1 })
+
+            try await app.postgres.query("INSERT INTO records.document_policies (facility, strict_schema) VALUES ('H1', true)")
+            let refused = try await app.submit(
+                his, CDASamples.document(id: "DOC-2", patientId: Self.patient, extraHeader: "<notACDAElement/>"))
+            #expect(refused.status == .unprocessableContent && refused.json["type"] as? String == "urn:qianyun:problem:schema-invalid")
+            let listed = try #require(refused.json["findings"] as? [[String: Any]])
+            #expect(listed.contains { ($0["message"] as? String ?? "").contains("notACDAElement") && ($0["line"] as? Int ?? 0) > 1 })
+            #expect(try await app.count("SELECT count(*) FROM records.documents") == 1)
+        }
+    }
+
+    @Test func hostileOrMalformedXMLIsRefusedAndChangesNothing() async throws {
+        try await withTestApp(Self.schemaOverrides) { app in
+            try await app.addFacilities("H1")
+            let his = try await app.token(role: .his, facility: "H1")
+            let xxe =
+                "<?xml version=\"1.0\"?><!DOCTYPE ClinicalDocument [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>"
+                + "<ClinicalDocument xmlns=\"urn:hl7-org:v3\">&x;</ClinicalDocument>"
+            let refused = try await app.submit(his, xxe)
+            #expect(refused.status == .badRequest && refused.json["type"] as? String == "urn:qianyun:problem:xml-doctype-refused")
+            #expect(!(refused.json["detail"] as? String ?? "").contains("root:"))
+
+            let broken = try await app.submit(his, "<ClinicalDocument xmlns=\"urn:hl7-org:v3\">\n<id>\n</ClinicalDocument>")
+            #expect(broken.status == .badRequest && broken.json["type"] as? String == "urn:qianyun:problem:xml-unreadable")
+            #expect((broken.json["detail"] as? String ?? "").hasPrefix("line 3"))
+
+            let notCDA = try await app.submit(his, "<note>hello</note>")
+            #expect(notCDA.status == .unprocessableContent && notCDA.json["type"] as? String == "urn:qianyun:problem:not-cda")
+
+            let noLocalId = CDASamples.document(patientId: Self.patient).replacingOccurrences(
+                of: "<id root=\"2.16.156.10011.1.12\" extension=\"MRN-0001\"/>", with: "")
+            let unfiled = try await app.submit(his, noLocalId)
+            #expect(unfiled.status == .unprocessableContent && unfiled.json["type"] as? String == "urn:qianyun:problem:validation")
+
+            let json = try await app.submit(his, "{}", type: "application/json")
+            #expect(json.status == .unsupportedMediaType)
+            // A clinician may read documents but not file them.
+            let clinician = try await app.token(role: .clinician, facility: "H1")
+            #expect(try await app.submit(clinician, CDASamples.document(patientId: Self.patient)).status == .forbidden)
+
+            #expect(try await app.count("SELECT count(*) FROM records.documents") == 0)
+            #expect(try await app.count("SELECT count(*) FROM registry.residents") == 0)
+        }
+    }
+
+    @Test func aNewVersionReplacesTheCurrentOneAndALateOlderOneStaysInHistory() async throws {
+        try await withTestApp(Self.schemaOverrides) { app in
+            try await app.addFacilities("H1")
+            let his = try await app.token(role: .his, facility: "H1")
+            let first = try await app.submit(his, CDASamples.document(id: "V1", setId: "S", version: 1, patientId: Self.patient))
+            let second = try await app.submit(his, CDASamples.document(id: "V2", setId: "S", version: 2, patientId: Self.patient))
+            #expect(first.status == .created && second.status == .created)
+            let v1 = try #require(first.document["id"] as? String)
+            let v2 = try #require(second.document["id"] as? String)
+            let old = try await app.read("/api/v1/documents/\(v1)", his)
+            #expect(old.json["current"] as? Bool == false && old.json["supersededBy"] as? String == v2)
+            #expect(try await app.count("SELECT count(*) FROM records.entries WHERE current") == 2)
+            #expect(try await app.count("SELECT count(*) FROM records.entries") == 4)
+            // Version 1 of the same set arriving late, under another id: kept, not current.
+            let late = try await app.submit(his, CDASamples.document(id: "V1-resent", setId: "S", version: 1, patientId: Self.patient))
+            #expect(late.status == .created && late.document["current"] as? Bool == false)
+            #expect(try await app.count("SELECT count(*) FROM records.documents WHERE current") == 1)
+            #expect(try await app.count("SELECT count(*) FROM records.entries WHERE current") == 2)
+        }
+    }
+
+    @Test func anotherFacilityReadsOnlyWithARelationshipConsentOrBreakingTheGlass() async throws {
+        try await withTestApp(Self.schemaOverrides) { app in
+            try await app.addFacilities("H1", "H2")
+            let h1 = try await app.token(role: .his, facility: "H1")
+            let filed = try await app.submit(h1, CDASamples.document(patientId: Self.patient))
+            let id = try #require(filed.document["id"] as? String)
+            let resident = try #require(filed.document["residentId"] as? String)
+            let path = "/api/v1/documents/\(id)"
+
+            let h2 = try await app.token(role: .clinician, facility: "H2")
+            let denied = try await app.read(path, h2)
+            #expect(denied.status == .forbidden && (denied.json["detail"] as? String ?? "").contains("break-the-glass"))
+            #expect(try await app.read(path + "/content", h2, breakGlass: " ").status == .forbidden)
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM access.audit_log WHERE action LIKE 'record.document.%' AND outcome = 'denied' AND facility = 'H2'"
+                )
+                    == 2)
+
+            let emergency = try await app.read(path, h2, breakGlass: "unconscious patient in the emergency room")
+            #expect(emergency.status == .ok)
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM access.audit_log WHERE action = 'record.document.read' AND purpose = 'break-glass' "
+                        + "AND detail = 'break-glass' AND facility = 'H2'") == 1)
+
+            // The resident's consent lets H2 read; revoked, it no longer does.
+            try await app.postgres.query(
+                "INSERT INTO records.consents (resident_id, facility, granted_by) VALUES (\(UUID(uuidString: resident)!), 'H2', 'test')")
+            #expect(try await app.read(path, h2).status == .ok)
+            try await app.postgres.query("UPDATE records.consents SET revoked_at = now()")
+            #expect(try await app.read(path, h2).status == .forbidden)
+
+            // A recent encounter at H2 is a treatment relationship; one long ago is not.
+            try await app.postgres.query(
+                """
+                INSERT INTO records.encounters (id, resident_id, facility, class, status, started_at, source_kind)
+                VALUES (gen_random_uuid(), \(UUID(uuidString: resident)!), 'H2', 'outpatient', 'finished', now() - interval '200 days', 'api')
+                """)
+            #expect(try await app.read(path, h2).status == .forbidden)
+            try await app.postgres.query(
+                """
+                INSERT INTO records.encounters (id, resident_id, facility, class, status, started_at, source_kind)
+                VALUES (gen_random_uuid(), \(UUID(uuidString: resident)!), 'H2', 'outpatient', 'finished', now() - interval '3 days', 'api')
+                """)
+            let related = try await app.read(path, h2)
+            #expect(related.status == .ok)
+            #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE detail = 'relationship' AND facility = 'H2'") == 1)
+
+            // The patient reads their own document; another patient does not; nor does an analyst.
+            let own = try await app.token(role: .patient, resident: resident)
+            #expect(try await app.read(path + "/content", own).status == .ok)
+            let other = try await app.token(role: .patient, resident: UUID().uuidString.lowercased())
+            #expect(try await app.read(path, other).status == .forbidden)
+            #expect(try await app.read(path, try await app.token(role: .analyst)).status == .forbidden)
+            #expect(try await app.read("/api/v1/documents/\(UUID().uuidString)", h1).status == .notFound)
+        }
+    }
+}
