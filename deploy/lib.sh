@@ -83,6 +83,16 @@ qy_psql() {
     qy_as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$sockets" -p "$port" -U "$(qy_pg_user)" -d postgres -c "$sql"
 }
 
+# qy_cda_schema ROOT: copies HL7's CDA R2 schema (with SDTC extensions) into ROOT/schemas/cda
+# from the shared corpora when it is there and the folder has none (see schemas/cda/README.md).
+qy_cda_schema() {
+    local root=$1 source
+    source="$root/../shared/corpora/cda/schema/extensions/SDTC"
+    [ -f "$root/schemas/cda/infrastructure/cda/CDA_SDTC.xsd" ] && return 0
+    [ -d "$source" ] || { qy_log "no CDA schema found; documents will be filed without a schema check"; return 0; }
+    cp -R "$source/." "$root/schemas/cda/"
+}
+
 qy_random_base64() { head -c 32 /dev/urandom | base64 | tr -d '\n'; }
 qy_random_password() { head -c 24 /dev/urandom | base64 | tr -d '\n/+='; }
 
