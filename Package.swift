@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "Interop",
             dependencies: [
-                "HL7v2", "Registry", "Access", "Storage", "IdentityNumbers",
+                "HL7v2", "Records", "Registry", "Access", "Storage", "IdentityNumbers",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -2,31 +2,71 @@ import Access
 import Foundation
 import HL7v2
 import PostgresNIO
+import Records
 import Registry
 
 /// ADT into the master patient index: A01/A04/A05/A28 register the patient (through the matcher,
-/// linking the PID-3 id to the sending facility), A08/A31 update them (registering first when the
-/// id is new), A40 merges the facility's prior patient id (MRG-1) into the surviving one (PID-3).
+/// linking the PID-3 id to the sending facility), A08/A31/A03 update them (registering first when
+/// the id is new), A40 merges the facility's prior patient id (MRG-1) into the surviving one
+/// (PID-3). With a record to write to, A01/A04 also open a visit (PV1), A03 ends it, and DG1
+/// diagnoses are filed against the visit.
 public struct ADTRegistration: HL7BatchApplication {
-    public static let triggers = ["A01", "A04", "A05", "A08", "A28", "A31", "A40"]
+    public static let triggers = ["A01", "A03", "A04", "A05", "A08", "A28", "A31", "A40"]
 
     let registry: ResidentRegistry
     let merges: MergeService
+    let record: ClinicalRecord?
 
-    public init(registry: ResidentRegistry, merges: MergeService) {
+    public init(registry: ResidentRegistry, merges: MergeService, record: ClinicalRecord? = nil) {
         self.registry = registry
         self.merges = merges
+        self.record = record
+    }
+
+    /// The visit and diagnoses a message carries, read before anything is written.
+    struct ClinicalFacts {
+        var encounter: EncounterInput?
+        var diagnoses: [RecordItem]
+        var visitKey: String?
+
+        init(_ message: HL7Message) throws(HL7ApplicationError) {
+            encounter = try ClinicalMapping.encounter(message)
+            diagnoses = try ClinicalMapping.diagnoses(message)
+            visitKey = message["PV1-19"]
+        }
+
+        var isEmpty: Bool { encounter == nil && diagnoses.isEmpty }
     }
 
     public func apply(_ message: HL7Message, context: HL7Context, on connection: PostgresConnection) async throws -> HL7Applied {
         let patient = try PatientMapping.demographics(message, today: context.today)
+        let facts = try ClinicalFacts(message)
         do {
             if message.header.messageType.triggerEvent.uppercased() == "A40" {
                 return try await merge(message, patient, context: context, on: connection)
             }
-            return try await register(patient, context: context, on: connection)
+            let applied = try await register(patient, context: context, on: connection)
+            try await file(facts, resident: applied.residentID, context: context, on: connection)
+            return applied
         } catch {
             throw Self.senderError(error, sources: patient.sources)
+        }
+    }
+
+    /// Opens, ends or finds the visit, and files the diagnoses against it.
+    func file(_ facts: ClinicalFacts, resident: UUID?, context: HL7Context, on connection: PostgresConnection) async throws {
+        guard let record, let resident, !facts.isEmpty else { return }
+        var encounter: UUID?
+        if let input = facts.encounter {
+            encounter = try await record.recordEncounter(
+                input, resident: resident, facility: context.facility, source: .message(context.messageID), on: connection)
+        } else if let key = facts.visitKey {
+            encounter = try await record.encounterID(facility: context.facility, key: key, on: connection)
+        }
+        if !facts.diagnoses.isEmpty {
+            _ = try await record.record(
+                facts.diagnoses, resident: resident, facility: context.facility, encounter: encounter,
+                source: .message(context.messageID), on: connection)
         }
     }
 
@@ -42,9 +82,12 @@ public struct ADTRegistration: HL7BatchApplication {
     {
         var results = [Result<HL7Applied, any Error>?](repeating: nil, count: items.count)
         var patients: [(index: Int, patient: PatientDemographics)] = []
+        var facts: [Int: ClinicalFacts] = [:]
         for (index, item) in items.enumerated() {
             do {
-                patients.append((index, try PatientMapping.demographics(item.message, today: item.context.today)))
+                let patient = try PatientMapping.demographics(item.message, today: item.context.today)
+                facts[index] = try ClinicalFacts(item.message)
+                patients.append((index, patient))
             } catch {
                 results[index] = .failure(error)
             }
@@ -79,6 +122,12 @@ public struct ADTRegistration: HL7BatchApplication {
                 results[update.index] = result.map { _ in HL7Applied(residentID: update.change.id, warnings: update.patient.warnings) }
                     .mapError { Self.senderError($0, sources: update.patient.sources) }
             }
+        }
+        // The visits and diagnoses of the messages applied; a database error here aborts the batch
+        // and the gateway reruns its messages one at a time.
+        for (index, result) in results.enumerated() {
+            guard case .success(let applied)? = result, let facts = facts[index] else { continue }
+            try await file(facts, resident: applied.residentID, context: items[index].context, on: connection)
         }
         return results.map { $0! }
     }

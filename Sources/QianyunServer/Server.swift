@@ -142,7 +142,7 @@ public enum QianyunServer {
                 maximumMessageBytes: configuration.mllpMaximumMessageBytes,
                 idleTimeout: .seconds(Int64(configuration.mllpIdleTimeoutSeconds)), tls: try mllpTLS(configuration)),
             handler: HL7Gateway(
-                client: ingest, protector: protector, router: hl7Routes(residents: residents, merges: merges),
+                client: ingest, protector: protector, router: hl7Routes(residents: residents, merges: merges, logger: logger),
                 maximumMessageBytes: configuration.mllpMaximumMessageBytes, batchSize: configuration.hl7BatchSize,
                 concurrentBatches: configuration.hl7ConcurrentBatches, logger: logger),
             logger: logger, onBound: onMLLPBound)
@@ -217,9 +217,11 @@ public func withPostgres<Result: Sendable>(
 
 /// Which HL7 messages the gateway applies, and where. Messages of other types are stored and
 /// answered AE (200/201) until a module routes them.
-public func hl7Routes(residents: ResidentRegistry, merges: MergeService) -> HL7Router {
+public func hl7Routes(residents: ResidentRegistry, merges: MergeService, logger: Logger) -> HL7Router {
+    let record = ClinicalRecord(logger: logger)
     var router = HL7Router()
-    router.route("ADT", ADTRegistration.triggers, to: ADTRegistration(registry: residents, merges: merges))
+    router.route("ADT", ADTRegistration.triggers, to: ADTRegistration(registry: residents, merges: merges, record: record))
+    router.route("ORU", ResultApplication.triggers, to: ResultApplication(registry: residents, record: record))
     return router
 }
 

@@ -58,12 +58,12 @@ enum CDAMapping {
     /// The document's clinical statements as record items: coded diagnoses, results and vital
     /// signs, medications, allergies, procedures. Containers (acts, organizers) and statements
     /// with nothing to show are left out; each item keeps its line in the document.
-    static func entries(_ document: CDADocument) -> [NewEntry] {
-        var result: [NewEntry] = []
+    static func entries(_ document: CDADocument) -> [RecordItem] {
+        var result: [RecordItem] = []
         for statement in document.entries where !(statement.moodCode.map { $0 != "EVN" } ?? false) {
             let section = statement.sectionCode?.code ?? ""
             let effective = time(statement.effectiveTime ?? statement.effectiveStart)
-            var entry = NewEntry(kind: .observation)
+            var entry = RecordItem(kind: .observation)
             // A statement's own id goes in the detail, not the item key: CDA senders reuse entry
             // ids across documents, and a document's items are retired with the document anyway.
             if let id = statement.ids.first?.key, !id.isEmpty { entry.detail["id"] = id }
@@ -118,7 +118,7 @@ enum CDAMapping {
     }
 }
 
-extension NewEntry {
+extension RecordItem {
     mutating func set(_ code: CDACode) {
         self.code = code.code
         self.codeSystem = code.codeSystem

@@ -131,7 +131,7 @@ public struct ClinicalDocuments: Sendable {
 
     /// Writes the document and its items; when it is the newest version of its set, retires the
     /// current one and that one's items first (the set has one current document at a time).
-    private func file(_ row: DocumentRow, entries: [NewEntry], on connection: PostgresConnection) async throws {
+    private func file(_ row: DocumentRow, entries: [RecordItem], on connection: PostgresConnection) async throws {
         var replaced: UUID?
         var current = true
         let rows = try await connection.query(
@@ -158,7 +158,7 @@ public struct ClinicalDocuments: Sendable {
             try await connection.query("UPDATE records.documents SET superseded_by = \(row.id) WHERE id = \(replaced)", logger: logger)
         }
         try await EntryWriter(logger: logger).insert(
-            entries, resident: row.residentID!, facility: row.facility, document: row.id, current: current, on: connection)
+            entries, resident: row.residentID!, facility: row.facility, source: .document(row.id), current: current, on: connection)
     }
 
     // MARK: Reads
@@ -300,56 +300,5 @@ struct DocumentRow {
         self.schemaValid = schemaValid
         self.findings = findings
         self.receivedBy = receivedBy
-    }
-}
-
-/// Writes record items in one statement.
-struct EntryWriter {
-    let logger: Logger
-
-    struct Row: Encodable {
-        let id: UUID
-        let kind: String
-        let item_key: String?
-        let code: String?
-        let code_system: String?
-        let display: String?
-        let value_text: String?
-        let value_number: Decimal?
-        let unit: String?
-        let reference_range: String?
-        let abnormal_flag: String?
-        let status: String?
-        let certainty: String?
-        let is_primary: Bool?
-        let effective_at: Date?
-        let detail: [String: String]
-    }
-
-    func insert(
-        _ entries: [NewEntry], resident: UUID, facility: String, document: UUID?, current: Bool, on connection: PostgresConnection
-    ) async throws {
-        guard !entries.isEmpty else { return }
-        let rows = entries.map { entry in
-            Row(
-                id: UUID.timeOrdered(), kind: entry.kind.rawValue, item_key: entry.itemKey, code: entry.code, code_system: entry.codeSystem,
-                display: entry.display, value_text: entry.valueText, value_number: entry.valueNumber, unit: entry.unit,
-                reference_range: entry.referenceRange, abnormal_flag: entry.abnormalFlag, status: entry.status,
-                certainty: entry.certainty?.rawValue, is_primary: entry.isPrimary, effective_at: entry.effectiveAt, detail: entry.detail)
-        }
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        let json = String(decoding: try encoder.encode(rows), as: UTF8.self)
-        try await connection.query(
-            """
-            INSERT INTO records.entries (id, resident_id, facility, kind, item_key, document_id, code, code_system, display, value_text,
-                value_number, unit, reference_range, abnormal_flag, status, certainty, is_primary, effective_at, detail, current)
-            SELECT x.id, \(resident), \(facility), x.kind, x.item_key, \(document), x.code, x.code_system, x.display, x.value_text,
-                x.value_number, x.unit, x.reference_range, x.abnormal_flag, x.status, x.certainty, x.is_primary, x.effective_at,
-                x.detail, \(current)
-            FROM jsonb_to_recordset(\(json)::jsonb) AS x(id uuid, kind text, item_key text, code text, code_system text,
-                display text, value_text text, value_number numeric, unit text, reference_range text, abnormal_flag text, status text,
-                certainty text, is_primary boolean, effective_at timestamptz, detail jsonb)
-            """, logger: logger)
     }
 }

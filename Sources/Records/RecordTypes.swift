@@ -34,25 +34,29 @@ public enum Certainty: String, Sendable, Codable {
     case confirmed, suspected, refuted
 }
 
-/// An item on its way into `records.entries`.
-struct NewEntry: Sendable {
-    var kind: EntryKind
-    var itemKey: String?
-    var code: String?
-    var codeSystem: String?
-    var display: String?
-    var valueText: String?
-    var valueNumber: Decimal?
-    var unit: String?
-    var referenceRange: String?
-    var abnormalFlag: String?
-    var status: String?
-    var certainty: Certainty?
-    var isPrimary: Bool?
-    var effectiveAt: Date?
-    var detail: [String: String] = [:]
+/// An item on its way into `records.entries`: what a message or document says, before it is
+/// filed against a resident and a facility.
+public struct RecordItem: Sendable, Equatable {
+    public var kind: EntryKind
+    /// The facility's own id of the item (an OBX's order, code and sub-id): a later item with
+    /// the same key corrects this one.
+    public var itemKey: String?
+    public var code: String?
+    public var codeSystem: String?
+    public var display: String?
+    public var valueText: String?
+    public var valueNumber: Decimal?
+    public var unit: String?
+    public var referenceRange: String?
+    public var abnormalFlag: String?
+    /// preliminary, final, corrected, cancelled (results); active, completed (others).
+    public var status: String?
+    public var certainty: Certainty?
+    public var isPrimary: Bool?
+    public var effectiveAt: Date?
+    public var detail: [String: String] = [:]
 
-    init(kind: EntryKind) { self.kind = kind }
+    public init(kind: EntryKind) { self.kind = kind }
 }
 
 /// One schema finding, as the API shows it.

@@ -216,7 +216,8 @@ struct HL7: AsyncParsableCommand {
                 let residents = ResidentRegistry(client: client, protector: protector, logger: logger)
                 let gateway = HL7Gateway(
                     client: client, protector: protector,
-                    router: hl7Routes(residents: residents, merges: MergeService(client: client, registry: residents, logger: logger)),
+                    router: hl7Routes(
+                        residents: residents, merges: MergeService(client: client, registry: residents, logger: logger), logger: logger),
                     maximumMessageBytes: configuration.mllpMaximumMessageBytes, logger: logger)
                 var lines: [String] = []
                 for id in selected {

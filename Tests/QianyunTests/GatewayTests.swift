@@ -124,9 +124,9 @@ import Testing
             let garbageAck = String(decoding: try #require(garbage.first), as: UTF8.self)
             #expect(garbageAck.contains("\rMSA|AR"), "\(garbageAck.debugDescription)")
             // A type nobody handles yet: AE 200; a trigger nobody handles: AE 201.
-            let oru =
-                "MSH|^~\\&|LIS|5201020001|QY|GZ|20261125||ORU^R01|R-1|P|2.5\rPID|1||P1^^^5201020001^PI||王^五\rOBR|1\rOBX|1|NM|GLU||5.6|mmol/L\r"
-            let unsupported = try Self.ack(Array(try await gateway.send(oru).utf8))
+            let dft =
+                "MSH|^~\\&|FIN|5201020001|QY|GZ|20261125||DFT^P03|R-1|P|2.5\rPID|1||P1^^^5201020001^PI||王^五\rFT1|1\r"
+            let unsupported = try Self.ack(Array(try await gateway.send(dft).utf8))
             #expect(unsupported["MSA-1"] == "AE" && unsupported["ERR-3"] == "200")
             let trigger = try Self.ack(Array(try await gateway.send(Self.adt("A99", control: "T-1")).utf8))
             #expect(trigger["MSA-1"] == "AE" && trigger["ERR-3"] == "201")
@@ -355,7 +355,7 @@ import Testing
     func sendReplayAndInspect() async throws {
         try await withTestGateway { gateway in
             let oru =
-                "MSH|^~\\&|LIS|5201020001|QY|GZ|20261125||ORU^R01|R-1|P|2.5\rPID|1||P9^^^5201020001^PI||王^五\rOBX|1|NM|GLU||5.6|mmol/L\r"
+                "MSH|^~\\&|FIN|5201020001|QY|GZ|20261125||DFT^P03|R-1|P|2.5\rPID|1||P9^^^5201020001^PI||王^五\rFT1|1\r"
             let file =
                 GatewayTests.adt(control: "S-1").replacingOccurrences(of: "\r", with: "\r\n")
                 + GatewayTests.adt(control: "S-2", localId: "P2", name: "冯^芳", idNumber: nil, facility: "GZXYY") + oru
@@ -380,7 +380,7 @@ import Testing
             let again = try await CLITests.runOffPool(
                 ["hl7", "replay", "--status", "rejected"], database: gateway.database, extra: gateway.keys)
             #expect(again.output.contains("replayed 0 message(s)"))
-            // Still no handler for ORU: replayed, still unsupported, nothing applied.
+            // Still no handler for DFT: replayed, still unsupported, nothing applied.
             let unsupported = try await CLITests.runOffPool(["hl7", "replay"], database: gateway.database, extra: gateway.keys)
             #expect(unsupported.output.contains("unsupported → unsupported AE 200"))
 
@@ -394,7 +394,7 @@ import Testing
                     .collect().first?.decode(UUID.self))
             let stored = try await CLITests.runOffPool(
                 ["hl7", "inspect", "--id", id.uuidString], database: gateway.database, extra: gateway.keys)
-            #expect(stored.output.contains("OBX-5  5.6"), "\(stored.errors)")
+            #expect(stored.output.contains("PID-5  王^五"), "\(stored.errors)")
         }
     }
 
@@ -444,7 +444,8 @@ import Testing
             let gateway = HL7Gateway(
                 client: app.postgres, protector: protector,
                 router: hl7Routes(
-                    residents: residents, merges: MergeService(client: app.postgres, registry: residents, logger: TestDatabase.logger)),
+                    residents: residents, merges: MergeService(client: app.postgres, registry: residents, logger: TestDatabase.logger),
+                    logger: TestDatabase.logger),
                 maximumMessageBytes: 1 << 20, logger: TestDatabase.logger)
             let peer = MLLPPeer(address: "127.0.0.1")
             _ = await gateway.handle(message: ByteBuffer(string: GatewayTests.adt(control: "API-1")), from: peer)

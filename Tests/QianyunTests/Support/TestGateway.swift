@@ -74,7 +74,7 @@ func withTestGateway<Result: Sendable>(
         let logger = TestDatabase.logger
         let residents = ResidentRegistry(client: postgres, protector: protector, logger: logger)
         let merges = MergeService(client: postgres, registry: residents, logger: logger)
-        var router = hl7Routes(residents: residents, merges: merges)
+        var router = hl7Routes(residents: residents, merges: merges, logger: logger)
         routes(&router)
         let sealedRouter = router
         // The gateway's own sessions, as in production: generic plans for its prepared statements.
