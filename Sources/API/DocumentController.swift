@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Records
+import Storage
 
 extension HTTPField.Name {
     /// An emergency read of another facility's record states its reason here; the read is
@@ -54,5 +55,37 @@ public struct DocumentController: Sendable {
         return Response(
             status: .ok, headers: [.contentType: "application/xml", .cacheControl: "no-store"],
             body: .init(byteBuffer: ByteBuffer(bytes: found.bytes)))
+    }
+}
+
+/// `/api/v1/residents/{id}/record`: a resident's timeline across facilities, newest first.
+public struct RecordController: Sendable {
+    let reader: RecordReader
+
+    public init(reader: RecordReader) {
+        self.reader = reader
+    }
+
+    public func addRoutes(to group: RouterGroup<QianyunRequestContext>) {
+        group.get("residents/{id}/record", use: timeline)
+    }
+
+    @Sendable func timeline(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Timeline> {
+        let query = request.uri.queryParameters
+        let page = try PageRequest(limit: query["limit"].map(String.init), cursor: query["cursor"].map(String.init))
+        func time(_ name: String) throws -> Date? {
+            guard let text = query[name[...]].map(String.init) else { return nil }
+            if let date = ISO8601DateFormatter().date(from: text) { return date }
+            // A bare date is midnight China time.
+            if let date = ISO8601DateFormatter().date(from: text + "T00:00:00+08:00") { return date }
+            throw RecordsError.invalid(field: name, reason: "must be a date (2026-12-01) or an ISO 8601 time (2026-12-01T08:00:00+08:00)")
+        }
+        let filter = TimelineFilter(
+            types: query["type"].map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }) },
+            facility: query["facility"].map(String.init), from: try time("from"), to: try time("to"), code: query["code"].map(String.init))
+        return JSONBody(
+            try await reader.timeline(
+                resident: try context.parameters.require("id"), filter: filter, page: page, by: try context.requirePrincipal(),
+                breakGlass: request.headers[.breakGlassReason], requestID: context.requestID), headers: noStore)
     }
 }

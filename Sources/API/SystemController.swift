@@ -54,6 +54,7 @@ public struct APIDependencies: Sendable {
     public var fhir: FHIRController
     public var interop: InteropController
     public var documents: DocumentController
+    public var records: RecordController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -62,7 +63,8 @@ public struct APIDependencies: Sendable {
 
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
-        interop: InteropController, documents: DocumentController, system: SystemController, tokenService: Access.TokenService,
+        interop: InteropController, documents: DocumentController, records: RecordController, system: SystemController,
+        tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
         self.tokens = tokens
@@ -71,6 +73,7 @@ public struct APIDependencies: Sendable {
         self.fhir = fhir
         self.interop = interop
         self.documents = documents
+        self.records = records
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -97,6 +100,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.residents.addRoutes(to: api)
     dependencies.interop.addRoutes(to: api)
     dependencies.documents.addRoutes(to: api)
+    dependencies.records.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     table.fill(router.routes.map { ($0.path.description, $0.method) })

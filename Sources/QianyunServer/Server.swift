@@ -132,6 +132,9 @@ public enum QianyunServer {
                         relationshipDays: configuration.relationshipDays,
                         limits: XMLLimits(maximumBytes: configuration.maximumDocumentBytes),
                         logger: logger)),
+                records: RecordController(
+                    reader: RecordReader(
+                        client: postgres, registry: residents, relationshipDays: configuration.relationshipDays, logger: logger)),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
                 maximumDocumentBytes: configuration.maximumDocumentBytes))

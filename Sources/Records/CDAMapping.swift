@@ -62,7 +62,8 @@ enum CDAMapping {
         var result: [RecordItem] = []
         for statement in document.entries where !(statement.moodCode.map { $0 != "EVN" } ?? false) {
             let section = statement.sectionCode?.code ?? ""
-            let effective = time(statement.effectiveTime ?? statement.effectiveStart)
+            // A statement without its own time happened when the document says it did.
+            let effective = time(statement.effectiveTime ?? statement.effectiveStart) ?? time(document.header.effectiveTime)
             var entry = RecordItem(kind: .observation)
             // A statement's own id goes in the detail, not the item key: CDA senders reuse entry
             // ids across documents, and a document's items are retired with the document anyway.

@@ -213,4 +213,57 @@ extension TestResponse {
             #expect(try await app.read("/api/v1/documents/\(UUID().uuidString)", h1).status == .notFound)
         }
     }
+
+    @Test func theTimelineShowsOwnEntriesAlwaysOthersOnlyWithABasisFilteredAndPaged() async throws {
+        try await withTestApp(Self.schemaOverrides) { app in
+            try await app.addFacilities("H1", "H2")
+            let h1 = try await app.token(role: .his, facility: "H1")
+            let h2 = try await app.token(role: .his, facility: "H2")
+            let first = try await app.submit(h1, CDASamples.document(id: "T1", setId: "T1", patientId: Self.patient))
+            // The same person at H2, under H2's own patient id: the matcher links them by identity number.
+            let second = try await app.submit(
+                h2,
+                CDASamples.document(id: "T2", setId: "T2", patientId: Self.patient).replacingOccurrences(of: "MRN-0001", with: "H2-77"))
+            let resident = try #require(first.document["residentId"] as? String)
+            #expect(second.document["residentId"] as? String == resident)
+            let path = "/api/v1/residents/\(resident)/record"
+
+            func items(_ response: TestResponse) -> [[String: Any]] { response.json["items"] as? [[String: Any]] ?? [] }
+            let own = try await app.read(path, h1)
+            #expect(own.status == .ok && own.json["scope"] as? String == "own-facility")
+            #expect(items(own).count == 3 && items(own).allSatisfy { $0["facility"] as? String == "H1" })
+            let full = try await app.read(path, h1, breakGlass: "transfer from the emergency room")
+            #expect(full.json["scope"] as? String == "full" && full.json["basis"] as? String == "break-glass" && items(full).count == 6)
+            // Newest first: the documents' observations (08:00) come after their documents (09:30).
+            let times = items(full).compactMap { $0["time"] as? String }
+            #expect(times == times.sorted(by: >))
+
+            let diagnoses = try await app.read(path + "?type=diagnosis&code=E11.9", h1, breakGlass: "emergency")
+            #expect(items(diagnoses).count == 2 && items(diagnoses).allSatisfy { $0["type"] as? String == "diagnosis" })
+            let atH2 = try await app.read(path + "?facility=H2&type=document", h1, breakGlass: "emergency")
+            #expect(items(atH2).count == 1 && items(atH2)[0]["documentId"] as? String == second.document["id"] as? String)
+            let later = try await app.read(path + "?from=2026-12-02", h1, breakGlass: "emergency")
+            #expect(items(later).isEmpty)
+
+            // Paged two at a time: every item once, in the same order.
+            var seen: [String] = []
+            var cursor: String?
+            repeat {
+                let page = try await app.read(path + "?limit=2" + (cursor.map { "&cursor=\($0)" } ?? ""), h1, breakGlass: "emergency")
+                #expect(page.status == .ok)
+                seen += items(page).compactMap { $0["id"] as? String }
+                cursor = page.json["nextCursor"] as? String
+            } while cursor != nil
+            #expect(seen == items(full).compactMap { $0["id"] as? String })
+
+            let patient = try await app.token(role: .patient, resident: resident)
+            #expect(try await app.read(path, patient).json["scope"] as? String == "full")
+            #expect(try await app.read(path, try await app.token(role: .analyst)).status == .forbidden)
+            #expect(try await app.read("/api/v1/residents/\(UUID().uuidString)/record", h1).status == .notFound)
+            #expect(try await app.read(path + "?type=gossip", h1).status == .unprocessableContent)
+            #expect(try await app.read(path + "?cursor=nonsense", h1).status == .badRequest)
+            #expect(try await app.read(path + "?from=yesterday", h1).status == .unprocessableContent)
+            #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'record.timeline.read'") >= 10)
+        }
+    }
 }
