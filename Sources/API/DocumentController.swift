@@ -89,3 +89,46 @@ public struct RecordController: Sendable {
                 breakGlass: request.headers[.breakGlassReason], requestID: context.requestID), headers: noStore)
     }
 }
+
+/// `/api/v1/residents/{id}/consents`: a resident lets a facility read their whole record, or
+/// stops letting it.
+public struct ConsentController: Sendable {
+    let consents: Consents
+
+    public init(consents: Consents) {
+        self.consents = consents
+    }
+
+    struct Listed: Encodable, Sendable {
+        let items: [Consent]
+    }
+
+    public func addRoutes(to group: RouterGroup<QianyunRequestContext>) {
+        group.post("residents/{id}/consents", use: grant)
+        group.get("residents/{id}/consents", use: list)
+        group.delete("residents/{id}/consents/{consentId}", use: revoke)
+    }
+
+    @Sendable func grant(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Consent> {
+        let body = try await request.decodeJSON(ConsentRequest.self, context: context)
+        let consent = try await consents.grant(
+            body, resident: try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID)
+        return JSONBody(consent, status: .created, headers: noStore)
+    }
+
+    @Sendable func list(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Listed> {
+        JSONBody(
+            Listed(
+                items: try await consents.list(
+                    resident: try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID)),
+            headers: noStore)
+    }
+
+    @Sendable func revoke(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Consent> {
+        guard let id = Int64(try context.parameters.require("consentId")) else { throw RecordsError.notFound("consent") }
+        return JSONBody(
+            try await consents.revoke(
+                id: id, resident: try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID),
+            headers: noStore)
+    }
+}

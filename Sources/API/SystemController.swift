@@ -55,6 +55,7 @@ public struct APIDependencies: Sendable {
     public var interop: InteropController
     public var documents: DocumentController
     public var records: RecordController
+    public var consents: ConsentController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -63,7 +64,8 @@ public struct APIDependencies: Sendable {
 
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
-        interop: InteropController, documents: DocumentController, records: RecordController, system: SystemController,
+        interop: InteropController, documents: DocumentController, records: RecordController, consents: ConsentController,
+        system: SystemController,
         tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
@@ -74,6 +76,7 @@ public struct APIDependencies: Sendable {
         self.interop = interop
         self.documents = documents
         self.records = records
+        self.consents = consents
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -101,6 +104,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.interop.addRoutes(to: api)
     dependencies.documents.addRoutes(to: api)
     dependencies.records.addRoutes(to: api)
+    dependencies.consents.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     table.fill(router.routes.map { ($0.path.description, $0.method) })

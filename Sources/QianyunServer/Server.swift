@@ -135,6 +135,7 @@ public enum QianyunServer {
                 records: RecordController(
                     reader: RecordReader(
                         client: postgres, registry: residents, relationshipDays: configuration.relationshipDays, logger: logger)),
+                consents: ConsentController(consents: Consents(client: postgres, registry: residents, logger: logger)),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
                 maximumDocumentBytes: configuration.maximumDocumentBytes))

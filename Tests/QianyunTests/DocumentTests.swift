@@ -181,12 +181,27 @@ extension TestResponse {
                     "SELECT count(*) FROM access.audit_log WHERE action = 'record.document.read' AND purpose = 'break-glass' "
                         + "AND detail = 'break-glass' AND facility = 'H2'") == 1)
 
-            // The resident's consent lets H2 read; revoked, it no longer does.
-            try await app.postgres.query(
-                "INSERT INTO records.consents (resident_id, facility, granted_by) VALUES (\(UUID(uuidString: resident)!), 'H2', 'test')")
+            // The resident's consent lets H2 read; revoked, it no longer does. Only the resident gives it.
+            let own = try await app.token(role: .patient, resident: resident)
+            let consents = "/api/v1/residents/\(resident)/consents"
+            #expect(try await app.request(.post, consents, token: h2, json: #"{"facility":"H2"}"#).status == .forbidden)
+            #expect(try await app.request(.post, consents, token: own, json: #"{"facility":"NOPE"}"#).status == .unprocessableContent)
+            #expect(
+                try await app.request(.post, consents, token: own, json: #"{"facility":"H2","expiresAt":"2001-01-01T00:00:00Z"}"#).status
+                    == .unprocessableContent)
+            let stranger = try await app.token(role: .patient, resident: UUID().uuidString.lowercased())
+            #expect(try await app.request(.post, consents, token: stranger, json: #"{"facility":"H2"}"#).status == .forbidden)
+            let given = try await app.request(.post, consents, token: own, json: #"{"facility":"H2"}"#)
+            #expect(given.status == .created)
+            let consentID = try #require(given.json["id"] as? Int)
             #expect(try await app.read(path, h2).status == .ok)
-            try await app.postgres.query("UPDATE records.consents SET revoked_at = now()")
+            #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE detail = 'consent' AND facility = 'H2'") == 1)
+            let revoked = try await app.request(.delete, consents + "/\(consentID)", token: own)
+            #expect(revoked.status == .ok && revoked.json["revokedAt"] != nil)
             #expect(try await app.read(path, h2).status == .forbidden)
+            let listed = try await app.request(.get, consents, token: own)
+            #expect((listed.json["items"] as? [[String: Any]])?.count == 1)
+            #expect(try await app.request(.delete, consents + "/999999", token: own).status == .notFound)
 
             // A recent encounter at H2 is a treatment relationship; one long ago is not.
             try await app.postgres.query(
@@ -205,7 +220,6 @@ extension TestResponse {
             #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE detail = 'relationship' AND facility = 'H2'") == 1)
 
             // The patient reads their own document; another patient does not; nor does an analyst.
-            let own = try await app.token(role: .patient, resident: resident)
             #expect(try await app.read(path + "/content", own).status == .ok)
             let other = try await app.token(role: .patient, resident: UUID().uuidString.lowercased())
             #expect(try await app.read(path, other).status == .forbidden)
