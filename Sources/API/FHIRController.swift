@@ -105,7 +105,12 @@ public struct FHIRController: Sendable {
             "software":{"name":"Qianyun"},"fhirVersion":"4.0.1","format":["json"],\
             "rest":[{"mode":"server","resource":[{"type":"Patient","interaction":[{"code":"read"},{"code":"search-type"}],\
             "searchParam":[{"name":"identifier","type":"token"},{"name":"name","type":"string"},{"name":"birthdate","type":"date"},\
-            {"name":"gender","type":"token"},{"name":"phone","type":"token"}]}]}]}
+            {"name":"gender","type":"token"},{"name":"phone","type":"token"}],\
+            "operation":[{"name":"everything","definition":"http://hl7.org/fhir/OperationDefinition/Patient-everything"}]},\
+            \(FHIRRecordController.types.keys.sorted().map { type in
+                #"{"type":"\#(type)","interaction":[{"code":"read"},{"code":"search-type"}],"#
+                    + #""searchParam":[{"name":"patient","type":"reference"},{"name":"code","type":"token"},{"name":"date","type":"date"}]}"#
+            }.joined(separator: ","))]}]}
             """
         return Response(
             status: .ok, headers: [.contentType: "application/fhir+json; charset=utf-8"],

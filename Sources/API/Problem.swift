@@ -58,6 +58,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
 enum JSONValue: Encodable, Sendable {
     case string(String)
     case int(Int)
+    case bool(Bool)
+    case decimal(Decimal)
     case array([JSONValue])
     case object([String: JSONValue])
 
@@ -66,6 +68,8 @@ enum JSONValue: Encodable, Sendable {
         switch self {
         case .string(let value): try container.encode(value)
         case .int(let value): try container.encode(value)
+        case .bool(let value): try container.encode(value)
+        case .decimal(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
         case .object(let value): try container.encode(value)
         }

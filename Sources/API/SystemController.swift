@@ -56,6 +56,7 @@ public struct APIDependencies: Sendable {
     public var documents: DocumentController
     public var records: RecordController
     public var consents: ConsentController
+    public var fhirRecord: FHIRRecordController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -65,7 +66,7 @@ public struct APIDependencies: Sendable {
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
         interop: InteropController, documents: DocumentController, records: RecordController, consents: ConsentController,
-        system: SystemController,
+        fhirRecord: FHIRRecordController, system: SystemController,
         tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
@@ -77,6 +78,7 @@ public struct APIDependencies: Sendable {
         self.documents = documents
         self.records = records
         self.consents = consents
+        self.fhirRecord = fhirRecord
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -107,6 +109,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.consents.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
+    dependencies.fhirRecord.addRoutes(to: router, authentication: authentication)
     table.fill(router.routes.map { ($0.path.description, $0.method) })
     return router
 }

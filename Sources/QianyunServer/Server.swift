@@ -119,6 +119,11 @@ public enum QianyunServer {
             return .init(ready: checks["migrations"] == "current", checks: checks)
         }
 
+        let documents = ClinicalDocuments(
+            client: postgres, registry: residents, protector: protector, schema: try cdaSchema(configuration, logger: logger),
+            relationshipDays: configuration.relationshipDays, limits: XMLLimits(maximumBytes: configuration.maximumDocumentBytes),
+            logger: logger)
+        let reader = RecordReader(client: postgres, registry: residents, relationshipDays: configuration.relationshipDays, logger: logger)
         let router = buildRouter(
             APIDependencies(
                 tokens: TokenController(clients: clients, tokens: tokenService),
@@ -126,16 +131,10 @@ public enum QianyunServer {
                 residents: ResidentController(residents: residents, cards: cards, merges: merges),
                 fhir: FHIRController(residents: residents),
                 interop: InteropController(log: MessageLog(client: postgres, logger: logger)),
-                documents: DocumentController(
-                    documents: ClinicalDocuments(
-                        client: postgres, registry: residents, protector: protector, schema: try cdaSchema(configuration, logger: logger),
-                        relationshipDays: configuration.relationshipDays,
-                        limits: XMLLimits(maximumBytes: configuration.maximumDocumentBytes),
-                        logger: logger)),
-                records: RecordController(
-                    reader: RecordReader(
-                        client: postgres, registry: residents, relationshipDays: configuration.relationshipDays, logger: logger)),
+                documents: DocumentController(documents: documents),
+                records: RecordController(reader: reader),
                 consents: ConsentController(consents: Consents(client: postgres, registry: residents, logger: logger)),
+                fhirRecord: FHIRRecordController(reader: reader, documents: documents),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
                 maximumDocumentBytes: configuration.maximumDocumentBytes))

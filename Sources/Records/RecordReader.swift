@@ -12,6 +12,8 @@ public struct TimelineItem: Sendable, Encodable, Equatable {
     public var id: String
     public var facility: String
     public var time: Date?
+    /// A visit's end.
+    public var ended: Date?
     public var code: String?
     public var codeSystem: String?
     public var display: String?
@@ -27,6 +29,8 @@ public struct TimelineItem: Sendable, Encodable, Equatable {
     public var documentId: String?
     /// The item this one corrected, when it is a correction.
     public var supersedes: String?
+    /// The resident the item belongs to (single-item reads).
+    public var residentId: String?
 }
 
 /// What a timeline read asks for.
@@ -142,48 +146,116 @@ public struct RecordReader: Sendable {
         if conflicting { return [] }
         // One keyset query over the three sources; each branch is an index range scan on its
         // (resident, time) index, and the outer ORDER BY … LIMIT merges them.
-        let rows = try await connection.query(
-            """
-            SELECT * FROM (
-              SELECT e.kind, e.id, e.facility, coalesce(e.effective_at, e.recorded_at) AS t, e.code, e.code_system, e.display,
-                     e.value_text, e.unit, e.reference_range, e.abnormal_flag, e.status, e.certainty, e.is_primary, e.encounter_id,
-                     e.document_id, e.supersedes
-              FROM records.entries e
-              WHERE e.resident_id = \(resident) AND e.current AND e.kind = ANY(\(types))
-              UNION ALL
-              SELECT 'encounter', n.id, n.facility, coalesce(n.started_at, n.recorded_at), NULL, NULL, n.department, n.class, NULL,
-                     NULL, NULL, n.status, NULL, NULL, NULL, NULL, NULL
-              FROM records.encounters n
-              WHERE n.resident_id = \(resident) AND 'encounter' = ANY(\(types))
-              UNION ALL
-              SELECT 'document', d.id, d.facility, d.effective_at, d.type_code, d.type_system, coalesce(d.title, d.type_display), NULL,
-                     NULL, NULL, NULL, CASE WHEN d.schema_valid THEN 'valid' ELSE 'schema-findings' END, NULL, NULL, NULL, d.id, NULL
-              FROM records.documents d
-              WHERE d.resident_id = \(resident) AND d.current AND 'document' = ANY(\(types))
-            ) AS x (type, id, facility, t, code, code_system, display, value, unit, reference_range, abnormal_flag, status,
-                    certainty, is_primary, encounter_id, document_id, supersedes)
-            WHERE (\(facility)::text IS NULL OR x.facility = \(facility))
-              AND (\(filter.from)::timestamptz IS NULL OR x.t >= \(filter.from))
-              AND (\(filter.to)::timestamptz IS NULL OR x.t < \(filter.to))
-              AND (\(filter.code)::text IS NULL OR x.code = \(filter.code))
-              AND (\(afterTime)::timestamptz IS NULL OR (x.t, x.id) < (\(afterTime), \(afterID)))
+        var binds = PostgresBindings()
+        binds.append(resident)
+        binds.append(types)
+        binds.append(facility)
+        binds.append(filter.from)
+        binds.append(filter.to)
+        binds.append(filter.code)
+        binds.append(afterTime)
+        binds.append(afterID)
+        binds.append(page.limit + 1)
+        let sql = """
+            SELECT * FROM (\(Self.union(entries: "e.resident_id = $1 AND e.current AND e.kind = ANY($2)",
+                encounters: "n.resident_id = $1 AND 'encounter' = ANY($2)", documents: "d.resident_id = $1 AND d.current AND 'document' = ANY($2)")))
+              AS x
+            WHERE ($3::text IS NULL OR x.facility = $3)
+              AND ($4::timestamptz IS NULL OR x.t >= $4)
+              AND ($5::timestamptz IS NULL OR x.t < $5)
+              AND ($6::text IS NULL OR x.code = $6)
+              AND ($7::timestamptz IS NULL OR (x.t, x.id) < ($7, $8::uuid))
             ORDER BY x.t DESC, x.id DESC
-            LIMIT \(page.limit + 1)
-            """, logger: logger)
+            LIMIT $9
+            """
+        return try await Self.decode(connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))
+    }
+
+    /// The three sources as one row shape; each `where` filters its branch (aliases e, n, d).
+    static func union(entries: String, encounters: String, documents: String) -> String {
+        """
+        SELECT e.kind AS type, e.id, e.facility, coalesce(e.effective_at, e.recorded_at) AS t, e.code, e.code_system, e.display,
+               e.value_text AS value, e.unit, e.reference_range, e.abnormal_flag, e.status, e.certainty, e.is_primary, e.encounter_id,
+               e.document_id, e.supersedes, NULL::timestamptz AS ended, e.resident_id
+        FROM records.entries e WHERE \(entries)
+        UNION ALL
+        SELECT 'encounter', n.id, n.facility, coalesce(n.started_at, n.recorded_at), NULL, NULL, n.department, n.class, NULL,
+               NULL, NULL, n.status, NULL, NULL, NULL, NULL, NULL, n.ended_at, n.resident_id
+        FROM records.encounters n WHERE \(encounters)
+        UNION ALL
+        SELECT 'document', d.id, d.facility, d.effective_at, d.type_code, d.type_system, coalesce(d.title, d.type_display), NULL,
+               NULL, NULL, NULL, CASE WHEN d.current THEN 'current' ELSE 'superseded' END, NULL, NULL, NULL, d.id, NULL, NULL,
+               d.resident_id
+        FROM records.documents d WHERE \(documents)
+        """
+    }
+
+    static func decode(_ rows: PostgresRowSequence) async throws -> [TimelineItem] {
         var result: [TimelineItem] = []
         for try await row in rows {
             let c = row.makeRandomAccess()
             result.append(
                 TimelineItem(
                     type: try c[0].decode(String.self), id: try c[1].decode(UUID.self).lowercased, facility: try c[2].decode(String.self),
-                    time: try c[3].decode(Date?.self), code: try c[4].decode(String?.self), codeSystem: try c[5].decode(String?.self),
+                    time: try c[3].decode(Date?.self), ended: try c[17].decode(Date?.self), code: try c[4].decode(String?.self),
+                    codeSystem: try c[5].decode(String?.self),
                     display: try c[6].decode(String?.self), value: try c[7].decode(String?.self), unit: try c[8].decode(String?.self),
                     referenceRange: try c[9].decode(String?.self), abnormalFlag: try c[10].decode(String?.self),
                     status: try c[11].decode(String?.self), certainty: try c[12].decode(String?.self),
                     primary: try c[13].decode(Bool?.self),
                     encounterId: try c[14].decode(UUID?.self)?.lowercased, documentId: try c[15].decode(UUID?.self)?.lowercased,
-                    supersedes: try c[16].decode(UUID?.self)?.lowercased))
+                    supersedes: try c[16].decode(UUID?.self)?.lowercased, residentId: try c[18].decode(UUID.self).lowercased))
         }
+        return result
+    }
+
+    /// One item, visit or document by id (history included: a superseded result is still
+    /// readable by its id), with the same access rules and audit as the timeline.
+    public func item(id text: String, by principal: Principal, breakGlass: String?, requestID: String?) async throws -> TimelineItem {
+        guard let id = UUID(uuidString: text) else { throw RecordsError.notFound("record item \(text.prefix(40))") }
+        return try await client.withConnection { connection in
+            var binds = PostgresBindings()
+            binds.append(id)
+            let sql = Self.union(entries: "e.id = $1", encounters: "n.id = $1", documents: "d.id = $1")
+            guard let item = try await Self.decode(connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)).first,
+                let resident = item.residentId.flatMap(UUID.init(uuidString:))
+            else { throw RecordsError.notFound("record item \(id.lowercased)") }
+            var event = AuditEvent(
+                principal: principal, action: "record.item.read", resource: "\(item.type)/\(id.lowercased)",
+                residentPseudonym: registry.residentPseudonym(resident), purpose: "treatment", requestID: requestID)
+            do {
+                let basis = try await access.basis(
+                    principal, resident: resident, writer: item.facility, breakGlass: breakGlass, on: connection)
+                event.detail = basis.rawValue
+                if basis == .breakGlass { event.purpose = "break-glass" }
+                try await AuditTrail.append(event, on: connection, logger: logger)
+                return item
+            } catch let error as AccessError {
+                event.outcome = "denied"
+                try await AuditTrail.append(event, on: connection, logger: logger)
+                throw error
+            }
+        }
+    }
+
+    /// The whole current record, newest first, up to `limit` items (FHIR `$everything`).
+    public func everything(
+        resident: String, limit: Int = 2_000, by principal: Principal, breakGlass: String?, requestID: String?
+    ) async throws -> Timeline {
+        var all: [TimelineItem] = []
+        var cursor: String?
+        var first: Timeline?
+        repeat {
+            let page = try await timeline(
+                resident: resident, filter: TimelineFilter(), page: PageRequest(limit: PageRequest.maximumLimit, after: cursor),
+                by: principal, breakGlass: breakGlass, requestID: requestID)
+            if first == nil { first = page }
+            all += page.items
+            cursor = page.nextCursor.flatMap(Cursor.decode)
+        } while cursor != nil && all.count < limit
+        var result = first!
+        result.items = Array(all.prefix(limit))
+        result.nextCursor = nil
         return result
     }
 }

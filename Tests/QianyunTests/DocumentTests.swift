@@ -281,3 +281,81 @@ extension TestResponse {
         }
     }
 }
+
+/// The FHIR R4 view of the record, checked with a FHIR library nobody on the team wrote.
+@Suite(needsDatabase) struct FHIRRecordTests {
+    @Test func everyRecordResourceIsValidR4AndFollowsTheRecordsAccessRules() async throws {
+        try await withTestApp(DocumentTests.schemaOverrides) { app in
+            try await app.addFacilities("H1", "H2")
+            let his = try await app.token(role: .his, facility: "H1")
+            let xml = CDASamples.document(patientId: DocumentTests.patient)
+            let filed = try await app.submit(his, xml)
+            let resident = try #require(filed.document["residentId"] as? String)
+            let residentID = try #require(UUID(uuidString: resident))
+            // A visit, a medication and an allergy beside the document's result and diagnosis.
+            try await app.postgres.query(
+                """
+                INSERT INTO records.encounters (id, resident_id, facility, encounter_key, class, status, started_at, ended_at, source_kind)
+                VALUES (gen_random_uuid(), \(residentID), 'H1', 'V1', 'inpatient', 'finished', now() - interval '3 days', now(), 'api')
+                """)
+            try await app.postgres.query(
+                """
+                INSERT INTO records.entries (id, resident_id, facility, kind, code, code_system, display, status, effective_at)
+                VALUES (gen_random_uuid(), \(residentID), 'H1', 'medication', '860975', 'RXNORM', '二甲双胍', 'active', now()),
+                       (gen_random_uuid(), \(residentID), 'H1', 'allergy', '7980', 'RXNORM', '青霉素', 'active', now())
+                """)
+
+            let everything = try await app.read("/fhir/r4/Patient/\(resident)/$everything", his)
+            #expect(everything.status == .ok && everything.headers[.contentType]?.hasPrefix("application/fhir+json") == true)
+            let entries = try #require(everything.json["entry"] as? [[String: Any]])
+            let resources = entries.compactMap { $0["resource"] as? [String: Any] }
+            let types = Set(resources.compactMap { $0["resourceType"] as? String })
+            #expect(
+                types == ["Encounter", "Condition", "Observation", "MedicationRequest", "AllergyIntolerance", "DocumentReference"],
+                "\(types)")
+            try FHIRPatientTests().validateFHIR(everything.body, type: "Bundle")
+            let glucose = try #require(resources.first { $0["resourceType"] as? String == "Observation" })
+            let quantity = glucose["valueQuantity"] as? [String: Any]
+            #expect((quantity?["value"] as? NSNumber)?.doubleValue == 7.8 && quantity?["code"] as? String == "mmol/L")
+            #expect(
+                (glucose["code"] as? [String: Any]).flatMap { ($0["coding"] as? [[String: Any]])?.first?["system"] as? String }
+                    == "http://loinc.org")
+
+            for resource in resources {
+                let type = try #require(resource["resourceType"] as? String)
+                let id = try #require(resource["id"] as? String)
+                let read = try await app.read("/fhir/r4/\(type)/\(id)", his)
+                #expect(read.status == .ok, "\(type) read")
+                try FHIRPatientTests().validateFHIR(read.body, type: type)
+                if type == "DocumentReference" {
+                    let content = (read.json["content"] as? [[String: Any]])?.first?["attachment"] as? [String: Any]
+                    let data = try #require((content?["data"] as? String).flatMap { Data(base64Encoded: $0) })
+                    #expect(Array(data) == Array(xml.utf8))
+                }
+                // The same id under another type is not that resource.
+                #expect(try await app.read("/fhir/r4/\(type == "Encounter" ? "Condition" : "Encounter")/\(id)", his).status == .notFound)
+            }
+
+            let search = try await app.read("/fhir/r4/Condition?patient=Patient/\(resident)&code=E11.9", his)
+            #expect((search.json["entry"] as? [[String: Any]])?.count == 1)
+            try FHIRPatientTests().validateFHIR(search.body, type: "Bundle")
+            #expect(
+                (try await app.read("/fhir/r4/Observation?patient=\(resident)&date=ge2030-01-01", his).json["entry"] as? [Any] ?? [])
+                    .isEmpty)
+
+            // Errors are OperationOutcomes; H2 without a basis sees none of H1's entries and may not read them.
+            let missing = try await app.read("/fhir/r4/Observation", his)
+            #expect(missing.status == .unprocessableContent && missing.json["resourceType"] as? String == "OperationOutcome")
+            #expect(try await app.read("/fhir/r4/Observation?patient=\(resident)&colour=red", his).status == .unprocessableContent)
+            let h2 = try await app.token(role: .clinician, facility: "H2")
+            #expect((try await app.read("/fhir/r4/Observation?patient=\(resident)", h2).json["entry"] as? [Any] ?? []).isEmpty)
+            let observationID = try #require(glucose["id"] as? String)
+            let denied = try await app.read("/fhir/r4/Observation/\(observationID)", h2)
+            #expect(denied.status == .forbidden && denied.json["resourceType"] as? String == "OperationOutcome")
+            #expect(try await app.read("/fhir/r4/Observation/\(observationID)", h2, breakGlass: "unconscious on arrival").status == .ok)
+            let metadata = try await app.client.execute(uri: "/fhir/r4/metadata", method: .get)
+            #expect(String(buffer: metadata.body).contains("\"DocumentReference\""))
+            try FHIRPatientTests().validateFHIR(metadata.body, type: "CapabilityStatement")
+        }
+    }
+}

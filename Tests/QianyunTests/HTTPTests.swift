@@ -108,6 +108,11 @@ import Testing
                         logger: TestDatabase.logger)),
                 records: RecordController(reader: RecordReader(client: postgres, registry: residents, logger: TestDatabase.logger)),
                 consents: ConsentController(consents: Consents(client: postgres, registry: residents, logger: TestDatabase.logger)),
+                fhirRecord: FHIRRecordController(
+                    reader: RecordReader(client: postgres, registry: residents, logger: TestDatabase.logger),
+                    documents: ClinicalDocuments(
+                        client: postgres, registry: residents, protector: try QianyunServer.fieldProtector(configuration), schema: nil,
+                        logger: TestDatabase.logger)),
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
                 maximumBodyBytes: 1024, maximumDocumentBytes: 4096))
