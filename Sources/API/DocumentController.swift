@@ -68,6 +68,32 @@ public struct RecordController: Sendable {
 
     public func addRoutes(to group: RouterGroup<QianyunRequestContext>) {
         group.get("residents/{id}/record", use: timeline)
+        group.get("residents/{id}/reports", use: reports)
+        group.get("record/items/{id}", use: item)
+    }
+
+    struct Reports: Encodable, Sendable {
+        let items: [Report]
+        let nextCursor: String?
+        let scope: String
+    }
+
+    /// Lab and exam reports for a patient's phone: results grouped by order or document.
+    @Sendable func reports(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Reports> {
+        let query = request.uri.queryParameters
+        let page = try PageRequest(limit: query["limit"].map(String.init), cursor: query["cursor"].map(String.init))
+        let found = try await reader.reports(
+            resident: try context.parameters.require("id"), page: page, by: try context.requirePrincipal(),
+            breakGlass: request.headers[.breakGlassReason], requestID: context.requestID)
+        return JSONBody(Reports(items: found.reports, nextCursor: found.nextCursor, scope: found.scope), headers: noStore)
+    }
+
+    /// One item, visit or document header by id, history included.
+    @Sendable func item(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<TimelineItem> {
+        JSONBody(
+            try await reader.item(
+                id: try context.parameters.require("id"), by: try context.requirePrincipal(),
+                breakGlass: request.headers[.breakGlassReason], requestID: context.requestID), headers: noStore)
     }
 
     @Sendable func timeline(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Timeline> {

@@ -31,6 +31,8 @@ public struct TimelineItem: Sendable, Encodable, Equatable {
     public var supersedes: String?
     /// The resident the item belongs to (single-item reads).
     public var residentId: String?
+    /// The order a result belongs to (an HL7 OBR's filler or placer number), for reports.
+    public var reportKey: String?
 }
 
 /// What a timeline read asks for.
@@ -176,16 +178,17 @@ public struct RecordReader: Sendable {
         """
         SELECT e.kind AS type, e.id, e.facility, coalesce(e.effective_at, e.recorded_at) AS t, e.code, e.code_system, e.display,
                e.value_text AS value, e.unit, e.reference_range, e.abnormal_flag, e.status, e.certainty, e.is_primary, e.encounter_id,
-               e.document_id, e.supersedes, NULL::timestamptz AS ended, e.resident_id
+               e.document_id, e.supersedes, NULL::timestamptz AS ended, e.resident_id,
+               CASE WHEN e.message_id IS NOT NULL THEN split_part(e.item_key, '|', 1) END AS report_key
         FROM records.entries e WHERE \(entries)
         UNION ALL
         SELECT 'encounter', n.id, n.facility, coalesce(n.started_at, n.recorded_at), NULL, NULL, n.department, n.class, NULL,
-               NULL, NULL, n.status, NULL, NULL, NULL, NULL, NULL, n.ended_at, n.resident_id
+               NULL, NULL, n.status, NULL, NULL, NULL, NULL, NULL, n.ended_at, n.resident_id, NULL
         FROM records.encounters n WHERE \(encounters)
         UNION ALL
         SELECT 'document', d.id, d.facility, d.effective_at, d.type_code, d.type_system, coalesce(d.title, d.type_display), NULL,
                NULL, NULL, NULL, CASE WHEN d.current THEN 'current' ELSE 'superseded' END, NULL, NULL, NULL, d.id, NULL, NULL,
-               d.resident_id
+               d.resident_id, NULL
         FROM records.documents d WHERE \(documents)
         """
     }
@@ -204,7 +207,8 @@ public struct RecordReader: Sendable {
                     status: try c[11].decode(String?.self), certainty: try c[12].decode(String?.self),
                     primary: try c[13].decode(Bool?.self),
                     encounterId: try c[14].decode(UUID?.self)?.lowercased, documentId: try c[15].decode(UUID?.self)?.lowercased,
-                    supersedes: try c[16].decode(UUID?.self)?.lowercased, residentId: try c[18].decode(UUID.self).lowercased))
+                    supersedes: try c[16].decode(UUID?.self)?.lowercased, residentId: try c[18].decode(UUID.self).lowercased,
+                    reportKey: try c[19].decode(String?.self)))
         }
         return result
     }
@@ -257,5 +261,88 @@ public struct RecordReader: Sendable {
         result.items = Array(all.prefix(limit))
         result.nextCursor = nil
         return result
+    }
+}
+
+/// A lab or exam report as a patient's phone shows it (检查报告): the results of one order (an
+/// HL7 OBR) or one clinical document, with how many are outside their reference range.
+public struct Report: Sendable, Encodable, Equatable {
+    public struct Result: Sendable, Encodable, Equatable {
+        public var id: String
+        public var code: String?
+        public var name: String?
+        public var value: String?
+        public var unit: String?
+        public var referenceRange: String?
+        public var abnormalFlag: String?
+        /// The flag in words a patient understands.
+        public var interpretation: String?
+        public var status: String?
+    }
+
+    public var id: String
+    public var facility: String
+    public var time: Date?
+    /// preliminary while any result is; corrected when any was corrected; else final.
+    public var status: String
+    public var abnormal: Int
+    public var results: [Result]
+}
+
+extension RecordReader {
+    /// The resident's reports, newest first: results grouped by order or document. Same access
+    /// and audit as the timeline (other facilities' reports need a basis).
+    public func reports(
+        resident: String, page: PageRequest, by principal: Principal, breakGlass: String?, requestID: String?
+    ) async throws -> (reports: [Report], nextCursor: String?, scope: String) {
+        // A page is up to `limit` results (200 by default), grouped; a report at the page's end
+        // may continue on the next page under the same id.
+        let timeline = try await timeline(
+            resident: resident, filter: TimelineFilter(types: ["observation"]),
+            page: PageRequest(limit: page.limit == PageRequest.defaultLimit ? PageRequest.maximumLimit : page.limit, after: page.after),
+            by: principal, breakGlass: breakGlass, requestID: requestID)
+        var keys: [String] = []
+        var groups: [String: [TimelineItem]] = [:]
+        for item in timeline.items {
+            let key = item.documentId ?? (item.facility + "|" + (item.reportKey ?? item.id))
+            if groups[key] == nil { keys.append(key) }
+            groups[key, default: []].append(item)
+        }
+        let next = timeline.nextCursor
+        let reports = keys.map { key -> Report in
+            let items = groups[key]!
+            let statuses = Set(items.compactMap(\.status))
+            let status = statuses.contains("preliminary") ? "preliminary" : statuses.contains("corrected") ? "corrected" : "final"
+            return Report(
+                id: items[0].documentId ?? items[0].reportKey ?? items[0].id, facility: items[0].facility,
+                time: items.compactMap(\.time).max(), status: status,
+                abnormal: items.filter { Self.isAbnormal($0.abnormalFlag) }.count,
+                results: items.map { item in
+                    Report.Result(
+                        id: item.id, code: item.code, name: item.display, value: item.value, unit: item.unit,
+                        referenceRange: item.referenceRange, abnormalFlag: item.abnormalFlag, interpretation: Self.words(item.abnormalFlag),
+                        status: item.status)
+                })
+        }
+        return (reports, next, timeline.scope)
+    }
+
+    static func isAbnormal(_ flag: String?) -> Bool {
+        guard let flag = flag?.uppercased(), !flag.isEmpty else { return false }
+        return flag != "N"
+    }
+
+    /// HL7 table 0078 in Chinese, as report apps show it.
+    static func words(_ flag: String?) -> String? {
+        switch flag?.uppercased() {
+        case nil, "": nil
+        case "N": "正常"
+        case "H": "偏高"
+        case "HH", "HU", ">": "危急偏高"
+        case "L": "偏低"
+        case "LL", "LU", "<": "危急偏低"
+        case "A", "AA": "异常"
+        default: "异常"
+        }
     }
 }

@@ -272,6 +272,22 @@ extension TestResponse {
 
             let patient = try await app.token(role: .patient, resident: resident)
             #expect(try await app.read(path, patient).json["scope"] as? String == "full")
+
+            // The patient's report view: one report per document, the high glucose flagged in words.
+            let reports = try await app.read("/api/v1/residents/\(resident)/reports", patient)
+            let listed = try #require(reports.json["items"] as? [[String: Any]])
+            #expect(listed.count == 2 && listed.allSatisfy { $0["abnormal"] as? Int == 1 && $0["status"] as? String == "final" })
+            let result = (listed.first?["results"] as? [[String: Any]])?.first
+            #expect(result?["interpretation"] as? String == "偏高" && result?["value"] as? String == "7.8")
+            #expect((try await app.read("/api/v1/residents/\(resident)/reports", h1).json["items"] as? [Any])?.count == 1)
+
+            // One item by id: its facility decides who may read it.
+            let itemID = try #require(
+                items(full).first { $0["facility"] as? String == "H1" && $0["type"] as? String == "diagnosis" }?["id"] as? String)
+            let one = try await app.read("/api/v1/record/items/\(itemID)", h1)
+            #expect(one.status == .ok && one.json["residentId"] as? String == resident && one.json["code"] as? String == "E11.9")
+            #expect(try await app.read("/api/v1/record/items/\(itemID)", h2).status == .forbidden)
+            #expect(try await app.read("/api/v1/record/items/\(UUID().uuidString)", h1).status == .notFound)
             #expect(try await app.read(path, try await app.token(role: .analyst)).status == .forbidden)
             #expect(try await app.read("/api/v1/residents/\(UUID().uuidString)/record", h1).status == .notFound)
             #expect(try await app.read(path + "?type=gossip", h1).status == .unprocessableContent)
