@@ -4,6 +4,7 @@ import HL7v2
 import PostgresNIO
 import Records
 import Registry
+import Storage
 
 /// ADT into the master patient index: A01/A04/A05/A28 register the patient (through the matcher,
 /// linking the PID-3 id to the sending facility), A08/A31/A03 update them (registering first when
@@ -68,6 +69,11 @@ public struct ADTRegistration: HL7BatchApplication {
                 facts.diagnoses, resident: resident, facility: context.facility, encounter: encounter,
                 source: .message(context.messageID), on: connection)
         }
+        try await AuditTrail.append(
+            AuditEvent(
+                principal: context.principal, action: "record.visit.update", resource: "message/\(context.messageID.lowercased)",
+                residentPseudonym: registry.residentPseudonym(resident), purpose: "treatment",
+                requestID: context.messageID.uuidString.lowercased()), on: connection, logger: record.logger)
     }
 
     /// Merges run alone: they touch several residents and write as they go.

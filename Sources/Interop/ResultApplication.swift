@@ -1,8 +1,10 @@
+import Access
 import Foundation
 import HL7v2
 import PostgresNIO
 import Records
 import Registry
+import Storage
 
 /// ORU^R01 into the shared record: each OBX a result under its order, keyed so that a later
 /// message correcting it (OBX-11 preliminary → final → corrected) supersedes it and keeps it in
@@ -46,6 +48,11 @@ public struct ResultApplication: HL7Application {
         let outcomes = try await record.record(
             results, resident: resident, facility: context.facility, encounter: encounter, source: .message(context.messageID),
             on: connection)
+        try await AuditTrail.append(
+            AuditEvent(
+                principal: context.principal, action: "record.results.create", resource: "message/\(context.messageID.lowercased)",
+                residentPseudonym: registry.residentPseudonym(resident), purpose: "treatment",
+                requestID: context.messageID.uuidString.lowercased()), on: connection, logger: record.logger)
         let late = outcomes.filter { $0 == .history }.count
         if late > 0 { applied.warnings.append("\(late) result(s) less final than the one on file were kept as history only") }
         return applied

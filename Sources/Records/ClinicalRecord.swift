@@ -75,7 +75,7 @@ public enum ItemOutcome: String, Sendable, Equatable {
 /// gateway's, with the message's inbox row). Nothing is updated in place except an encounter's
 /// progress; an item is corrected by a new row that retires the old one.
 public struct ClinicalRecord: Sendable {
-    let logger: Logger
+    public let logger: Logger
 
     public init(logger: Logger) {
         self.logger = logger

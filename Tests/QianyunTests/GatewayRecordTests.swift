@@ -61,6 +61,8 @@ import Testing
                 try await gateway.count(
                     "SELECT count(*) FROM records.entries WHERE item_key = '\(key)' AND NOT current AND value_text = '9.9'") == 1)
             #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 1)
+            // Every message that wrote to the record left an audit row naming it, never its content.
+            #expect(try await gateway.count("SELECT count(*) FROM access.audit_log WHERE action = 'record.results.create'") == 5)
         }
     }
 
@@ -112,6 +114,7 @@ import Testing
                 try await gateway.count(
                     "SELECT count(*) FROM records.entries WHERE kind = 'diagnosis' AND current AND certainty = 'confirmed'") == 1)
             #expect(try await gateway.count("SELECT count(*) FROM records.entries WHERE kind = 'diagnosis'") == 2)
+            #expect(try await gateway.count("SELECT count(*) FROM access.audit_log WHERE action = 'record.visit.update'") == 2)
 
             // A bad admission time is the sender's to fix: AE 102 at PV1-44, nothing registered or recorded.
             let bad = GatewayTests.adt("A01", control: "A-3", localId: "P2002", idNumber: nil)
