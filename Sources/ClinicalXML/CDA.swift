@@ -190,8 +190,10 @@ public struct CDADocument: Sendable {
     /// `<name>张三</name>` as is; structured names as family then given, with a space only
     /// between Latin-script parts (a Chinese name is written without one).
     static func name(_ element: XMLElement) -> String {
-        let family = element.children("family").map { $0.text.trimmedSpaces }
-        let given = element.children("given").map { $0.text.trimmedSpaces }
+        // Some examples write a part as `<family value="Levin"/>` rather than as text.
+        func part(_ element: XMLElement) -> String { element.text.trimmedSpaces.nonEmpty ?? element.attribute("value") ?? "" }
+        let family = element.children("family").map(part)
+        let given = element.children("given").map(part)
         guard !family.isEmpty || !given.isEmpty else { return element.text.trimmedSpaces }
         let parts = (family + given).filter { !$0.isEmpty }
         let latin = parts.allSatisfy { $0.unicodeScalars.allSatisfy { $0.value < 0x2E80 } }

@@ -18,7 +18,8 @@ enum CDAMapping {
     static let chinaOffsetMinutes = 480
 
     static func time(_ text: String?) -> Date? {
-        guard let text, let parsed = HL7DateTime(text), let seconds = parsed.epochSeconds(defaultOffsetMinutes: chinaOffsetMinutes)
+        guard let text, let parsed = HL7DateTime(text) ?? HL7DateTime(fromISO: text),
+            let seconds = parsed.epochSeconds(defaultOffsetMinutes: chinaOffsetMinutes)
         else { return nil }
         return Date(timeIntervalSince1970: seconds)
     }
@@ -45,7 +46,7 @@ enum CDAMapping {
             case "9": "unspecified"
             default: nil
             }
-        let birth = patient.birthTime.flatMap(HL7DateTime.init).flatMap { time -> String? in
+        let birth = patient.birthTime.flatMap { HL7DateTime($0) ?? HL7DateTime(fromISO: $0) }.flatMap { time -> String? in
             guard let month = time.month, let day = time.day else { return nil }
             return String(format: "%04d-%02d-%02d", time.year, month, day)
         }
@@ -124,5 +125,22 @@ extension RecordItem {
         self.code = code.code
         self.codeSystem = code.codeSystem
         self.display = code.displayName
+    }
+}
+
+extension HL7DateTime {
+    /// ISO 8601 as some documents write their times (`2000-04-07`, `2026-12-01T09:30:00+08:00`),
+    /// read as the HL7 TS it stands for.
+    init?(fromISO text: String) {
+        let characters = Array(text)
+        guard characters.count >= 10, characters[4] == "-", characters[7] == "-" else { return nil }
+        var ts = String(characters[0..<4]) + String(characters[5..<7]) + String(characters[8..<10])
+        if characters.count > 10 {
+            guard characters[10] == "T" else { return nil }
+            var rest = String(characters[11...])
+            if rest.hasSuffix("Z") { rest = String(rest.dropLast()) + "+0000" }
+            ts += rest.replacingOccurrences(of: ":", with: "")
+        }
+        self.init(ts)
     }
 }

@@ -1,4 +1,5 @@
 import Access
+import ClinicalXML
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -372,6 +373,42 @@ extension TestResponse {
             let metadata = try await app.client.execute(uri: "/fhir/r4/metadata", method: .get)
             #expect(String(buffer: metadata.body).contains("\"DocumentReference\""))
             try FHIRPatientTests().validateFHIR(metadata.body, type: "CapabilityStatement")
+        }
+    }
+}
+
+/// HL7's own CDA and C-CDA examples (`../shared/corpora/cda`), filed as a hospital would send them.
+@Suite(needsDatabase) struct CDACorpusFilingTests {
+    @Test(.enabled(if: CDASamples.schemaAvailable, "../shared/corpora/cda is not here"))
+    func everyCorpusDocumentIsFiledWithItsFindingsAndEntries() async throws {
+        try await withTestApp(DocumentTests.schemaOverrides) { app in
+            try await app.addFacilities("H1")
+            let his = try await app.token(role: .his, facility: "H1")
+            let files = Corpus.files(in: Corpus.root + "/cda", suffixes: [".xml", ".XML"]).filter { file in
+                !file.name.hasPrefix("schema/")
+                    && (try? XMLDocument.parse(file.bytes)).map {
+                        $0.root?.name == "ClinicalDocument" && $0.root?.namespace == CDA.namespace
+                    }
+                        == true
+            }
+            #expect(files.count == 12)
+            var outcomes: [String: Int] = [:]
+            for file in files {
+                let response = try await app.client.execute(
+                    uri: "/api/v1/documents", method: .post, headers: [.authorization: "Bearer \(his)", .contentType: "application/xml"],
+                    body: ByteBuffer(bytes: file.bytes))
+                outcomes["\(response.status.code)", default: 0] += 1
+                // Filed (201), or the same document id as an earlier example (200 duplicate / 409),
+                // or a patient the registry cannot take (422, saying why): never a 500.
+                #expect([200, 201, 409, 422].contains(response.status.code), "\(file.name): \(String(buffer: response.body))")
+                if response.status == .unprocessableContent {
+                    #expect((response.json["detail"] as? String ?? "").isEmpty == false)
+                }
+            }
+            // HL7's examples reuse document ids across different documents: those are conflicts, not overwrites.
+            #expect(outcomes["201", default: 0] == 7 && outcomes["409", default: 0] == 5, "\(outcomes)")
+            #expect(try await app.count("SELECT count(*) FROM records.entries") > 20)
+            #expect(try await app.count("SELECT count(*) FROM records.documents WHERE NOT schema_valid") >= 1)
         }
     }
 }
