@@ -143,6 +143,11 @@ enum ClinicalMapping {
                     }
                 case "CE", "CWE", "CNE", "CF":
                     item.valueText = segment.value(5, component: 2) ?? value
+                case "ED", "RP":
+                    // An embedded document (often a base64 PDF) or a reference to one: the
+                    // timeline shows that it is there; the bytes stay with the stored message.
+                    let present = segment.field(5).map { !$0.er7.isEmpty } ?? false
+                    item.valueText = present ? "[\(type == "ED" ? "embedded data" : "reference"), in message]" : nil
                 case "SN":
                     // Structured numeric: comparator, number, separator, number (">^10", "^1^:^128").
                     item.valueText = (1...4).compactMap { segment.value(5, component: $0) }.joined()

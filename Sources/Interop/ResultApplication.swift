@@ -22,6 +22,14 @@ public struct ResultApplication: HL7Application {
     }
 
     public func apply(_ message: HL7Message, context: HL7Context, on connection: PostgresConnection) async throws -> HL7Applied {
+        // Results are filed against the message's one patient; a message carrying several
+        // patients' results would need each OBX matched to its own PID, so it is refused whole.
+        let pids = message.segments.filter { $0.id == "PID" }.count
+        guard pids <= 1 else {
+            throw HL7ApplicationError(
+                .segmentSequenceError, HL7Location(segmentID: "PID", segmentSequence: 2),
+                "the message carries results for \(pids) patients; send one ORU^R01 per patient")
+        }
         let patient = try PatientMapping.demographics(message, today: context.today)
         let results = try ClinicalMapping.results(message)
         guard !results.isEmpty else {

@@ -36,6 +36,15 @@ import Testing
                     "SELECT count(*) FROM records.entries e JOIN interop.messages m ON m.id = e.message_id "
                         + "WHERE m.control_id = 'R-1' AND e.encounter_id IS NOT NULL AND e.status = 'preliminary'") == 2)
 
+            // An embedded PDF is shown as there, not copied into the record.
+            let pdf = Self.oru(control: "R-PDF", status: "F", visit: "V100").replacingOccurrences(
+                of: "OBX|2|NM|2345-7^葡萄糖^LN||6.1|mmol/L|3.9-6.1|N|||F\r",
+                with: "OBX|2|ED|PDF^报告单^L||^application^pdf^Base64^" + String(repeating: "QUJD", count: 5_000) + "||||||F\r")
+            #expect(try GatewayTests.ack(Array(try await gateway.send(pdf).utf8))["MSA-1"] == "AA")
+            #expect(
+                try await gateway.count(
+                    "SELECT count(*) FROM records.entries WHERE code = 'PDF' AND value_text = '[embedded data, in message]'")
+                    == 1)
             _ = try await gateway.send(Self.oru(control: "R-2", status: "F"))
             _ = try await gateway.send(Self.oru(control: "R-3", status: "C", value: "7.2"))
             // A preliminary arriving after the correction: kept as history, with a warning, not made current.
@@ -62,7 +71,7 @@ import Testing
                     "SELECT count(*) FROM records.entries WHERE item_key = '\(key)' AND NOT current AND value_text = '9.9'") == 1)
             #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 1)
             // Every message that wrote to the record left an audit row naming it, never its content.
-            #expect(try await gateway.count("SELECT count(*) FROM access.audit_log WHERE action = 'record.results.create'") == 5)
+            #expect(try await gateway.count("SELECT count(*) FROM access.audit_log WHERE action = 'record.results.create'") == 6)
         }
     }
 
@@ -74,9 +83,15 @@ import Testing
                 "MSH|^~\\&|LIS|\(TestGateway.facility)|QY|GZ|20261201||ORU^R01|X-2|P|2.5\rPID|1||L1^^^\(TestGateway.facility)^PI||李^四\r"
             let none = try GatewayTests.ack(Array(try await gateway.send(noOBX).utf8))
             #expect(none["MSA-1"] == "AE" && none["ERR-3"] == "100")
+            // Two patients' results in one message: refused whole, never filed against the first.
+            let two =
+                Self.oru(control: "X-3", status: "F") + "PID|2||L200^^^\(TestGateway.facility)^PI||王^五||19700101|F\r"
+                + "OBR|1|PO2|FO2|GLU|||20261201073000\rOBX|1|NM|1558-6||5.1|mmol/L|||||F\r"
+            let refused = try GatewayTests.ack(Array(try await gateway.send(two).utf8))
+            #expect(refused["MSA-1"] == "AE" && refused["ERR-3"] == "100" && refused["ERR-2.1"] == "PID")
             #expect(try await gateway.count("SELECT count(*) FROM records.entries") == 0)
             #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 0)
-            #expect(try await gateway.count("SELECT count(*) FROM interop.messages WHERE status = 'failed'") == 2)
+            #expect(try await gateway.count("SELECT count(*) FROM interop.messages WHERE status = 'failed'") == 3)
         }
     }
 
