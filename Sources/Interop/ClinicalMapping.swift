@@ -167,4 +167,59 @@ enum ClinicalMapping {
         }
         return items
     }
+
+    // MARK: Medication orders
+
+    /// ORC-1 (table 0119) as the order's state: new and changed orders are active, cancelled
+    /// or discontinued ones are not.
+    static func orderStatus(_ control: String?) -> String {
+        switch control?.uppercased() {
+        case "CA", "CR", "OC", "UC": "cancelled"
+        case "DC", "OD", "DR": "stopped"
+        default: "active"
+        }
+    }
+
+    /// RDE (RXE: the pharmacy's encoded give code, amount and units) and OMP (RXO: the
+    /// requested give code), each order under its ORC, keyed by the placer order number so a
+    /// change or cancellation of the order replaces it.
+    static func medications(_ message: HL7Message) throws(HL7ApplicationError) -> [RecordItem] {
+        var items: [RecordItem] = []
+        var orc: HL7Segment?
+        var orcSequence = 0
+        var sequence: [String: Int] = [:]
+        let sent = time(message["MSH-7"])
+        for segment in message.segments {
+            if segment.id == "ORC" {
+                orc = segment
+                orcSequence += 1
+                continue
+            }
+            guard segment.id == "RXE" || segment.id == "RXO" else { continue }
+            sequence[segment.id, default: 0] += 1
+            let codeField = segment.id == "RXE" ? 2 : 1
+            guard let code = segment.value(codeField) else {
+                throw HL7ApplicationError(
+                    .requiredFieldMissing, location(segment.id, sequence[segment.id]!, codeField),
+                    "\(segment.id)-\(codeField) (the medication's code) is required")
+            }
+            var item = RecordItem(kind: .medication)
+            item.code = code
+            item.display = segment.value(codeField, component: 2)
+            item.codeSystem = segment.value(codeField, component: 3)
+            let amountField = segment.id == "RXE" ? 3 : 2
+            let unitField = segment.id == "RXE" ? 5 : 4
+            item.valueText = segment.value(amountField)
+            item.unit = segment.value(unitField) ?? segment.value(unitField, component: 2)
+            item.status = orderStatus(orc?.value(1))
+            let order = orc?.value(2) ?? orc?.value(3) ?? "\(segment.id)\(sequence[segment.id]!)"
+            item.itemKey = "\(order)|\(code)"
+            var ordered: Date?
+            if let orc { ordered = try time(orc, 9, sequence: orcSequence) }
+            item.effectiveAt = ordered ?? sent
+            if let route = message["RXR-1"] { item.detail["route"] = route }
+            items.append(item)
+        }
+        return items
+    }
 }

@@ -225,6 +225,8 @@ public func hl7Routes(residents: ResidentRegistry, merges: MergeService, logger:
     var router = HL7Router()
     router.route("ADT", ADTRegistration.triggers, to: ADTRegistration(registry: residents, merges: merges, record: record))
     router.route("ORU", ResultApplication.triggers, to: ResultApplication(registry: residents, record: record))
+    let medications = MedicationApplication(registry: residents, record: record)
+    for (type, triggers) in MedicationApplication.routes { router.route(type, triggers, to: medications) }
     return router
 }
 

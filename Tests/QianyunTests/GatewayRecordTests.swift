@@ -139,4 +139,37 @@ import Testing
             #expect(try await gateway.count("SELECT count(*) FROM registry.identifiers WHERE local_id = 'P2002'") == 0)
         }
     }
+
+    /// A segment with the given fields set.
+    static func segment(_ id: String, _ fields: [Int: String]) -> String {
+        id + "|" + (1...(fields.keys.max() ?? 1)).map { fields[$0] ?? "" }.joined(separator: "|") + "\r"
+    }
+
+    static func rde(control: String, orderControl: String, trigger: String = "RDE^O11^RDE_O11") -> String {
+        "MSH|^~\\&|PHIS|\(TestGateway.facility)|QY|GZ|20261201100000||\(trigger)|\(control)|P|2.5\r"
+            + "PID|1||L100^^^\(TestGateway.facility)^PI~\(idNumber)^^^CHN^NNCHN||李^四||19800101|M\r"
+            + segment("ORC", [1: orderControl, 2: "RX1001", 9: "20261201100000"])
+            + segment("RXE", [1: "1^BID", 2: "860975^二甲双胍片^RXNORM", 3: "500", 5: "mg"])
+            + "RXR|PO\r"
+    }
+
+    @Test func aMedicationOrderIsFiledAndItsCancellationReplacesIt() async throws {
+        try await withTestGateway { gateway in
+            #expect(try GatewayTests.ack(Array(try await gateway.send(Self.rde(control: "M-1", orderControl: "NW")).utf8))["MSA-1"] == "AA")
+            #expect(
+                try await gateway.count(
+                    "SELECT count(*) FROM records.entries WHERE kind = 'medication' AND code = '860975' AND display = '二甲双胍片' "
+                        + "AND value_text = '500' AND unit = 'mg' AND status = 'active' AND current AND detail->>'route' = 'PO'") == 1)
+            #expect(try GatewayTests.ack(Array(try await gateway.send(Self.rde(control: "M-2", orderControl: "CA")).utf8))["MSA-1"] == "AA")
+            #expect(
+                try await gateway.count(
+                    "SELECT count(*) FROM records.entries WHERE kind = 'medication' AND current AND status = 'cancelled'") == 1)
+            #expect(try await gateway.count("SELECT count(*) FROM records.entries WHERE kind = 'medication'") == 2)
+            // An OMP without its RXO is the sender's to fix.
+            let empty =
+                "MSH|^~\\&|PHIS|\(TestGateway.facility)|QY|GZ|20261201||OMP^O09|M-3|P|2.5\rPID|1||L100^^^\(TestGateway.facility)^PI||李^四\rORC|NW|RX2\r"
+            let refused = try GatewayTests.ack(Array(try await gateway.send(empty).utf8))
+            #expect(refused["MSA-1"] == "AE" && refused["ERR-3"] == "100")
+        }
+    }
 }
