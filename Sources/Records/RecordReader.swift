@@ -158,38 +158,52 @@ public struct RecordReader: Sendable {
         binds.append(afterTime)
         binds.append(afterID)
         binds.append(page.limit + 1)
+        // Each branch is filtered, ordered and limited on its own, along an index on (resident,
+        // time DESC, id DESC), so a page reads about `limit` rows per source however long the
+        // record is and however deep the cursor; the outer sort merges at most three pages.
+        func branch(_ alias: String, time: String, code: String?) -> String {
+            """
+            AND ($3::text IS NULL OR \(alias).facility = $3)
+            AND ($4::timestamptz IS NULL OR \(time) >= $4) AND ($5::timestamptz IS NULL OR \(time) < $5)
+            AND ($6::text IS NULL OR \(code.map { "\($0) = $6" } ?? "false"))
+            AND ($7::timestamptz IS NULL OR (\(time), \(alias).id) < ($7, $8::uuid))
+            ORDER BY \(time) DESC, \(alias).id DESC LIMIT $9
+            """
+        }
         let sql = """
-            SELECT * FROM (\(Self.union(entries: "e.resident_id = $1 AND e.current AND e.kind = ANY($2)",
-                encounters: "n.resident_id = $1 AND 'encounter' = ANY($2)", documents: "d.resident_id = $1 AND d.current AND 'document' = ANY($2)")))
+            SELECT * FROM (\(Self.union(
+                entries: "e.resident_id = $1 AND e.current AND e.kind = ANY($2) " + branch("e", time: Self.entryTime, code: "e.code"),
+                encounters: "n.resident_id = $1 AND 'encounter' = ANY($2) " + branch("n", time: Self.encounterTime, code: nil),
+                documents: "d.resident_id = $1 AND d.current AND 'document' = ANY($2) " + branch("d", time: "d.effective_at", code: "d.type_code"))))
               AS x
-            WHERE ($3::text IS NULL OR x.facility = $3)
-              AND ($4::timestamptz IS NULL OR x.t >= $4)
-              AND ($5::timestamptz IS NULL OR x.t < $5)
-              AND ($6::text IS NULL OR x.code = $6)
-              AND ($7::timestamptz IS NULL OR (x.t, x.id) < ($7, $8::uuid))
             ORDER BY x.t DESC, x.id DESC
             LIMIT $9
             """
         return try await Self.decode(connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger))
     }
 
-    /// The three sources as one row shape; each `where` filters its branch (aliases e, n, d).
+    /// The time an item, a visit sorts by: the same expressions as the timeline indexes of migration 0008.
+    static let entryTime = "coalesce(e.effective_at, e.recorded_at)"
+    static let encounterTime = "coalesce(n.started_at, n.recorded_at)"
+
+    /// The three sources as one row shape; each `where` filters (and may order and limit) its
+    /// branch (aliases e, n, d).
     static func union(entries: String, encounters: String, documents: String) -> String {
         """
-        SELECT e.kind AS type, e.id, e.facility, coalesce(e.effective_at, e.recorded_at) AS t, e.code, e.code_system, e.display,
+        (SELECT e.kind AS type, e.id, e.facility, \(entryTime) AS t, e.code, e.code_system, e.display,
                e.value_text AS value, e.unit, e.reference_range, e.abnormal_flag, e.status, e.certainty, e.is_primary, e.encounter_id,
                e.document_id, e.supersedes, NULL::timestamptz AS ended, e.resident_id,
                CASE WHEN e.message_id IS NOT NULL THEN split_part(e.item_key, '|', 1) END AS report_key
-        FROM records.entries e WHERE \(entries)
+        FROM records.entries e WHERE \(entries))
         UNION ALL
-        SELECT 'encounter', n.id, n.facility, coalesce(n.started_at, n.recorded_at), NULL, NULL, n.department, n.class, NULL,
+        (SELECT 'encounter', n.id, n.facility, \(encounterTime), NULL, NULL, n.department, n.class, NULL,
                NULL, NULL, n.status, NULL, NULL, NULL, NULL, NULL, n.ended_at, n.resident_id, NULL
-        FROM records.encounters n WHERE \(encounters)
+        FROM records.encounters n WHERE \(encounters))
         UNION ALL
-        SELECT 'document', d.id, d.facility, d.effective_at, d.type_code, d.type_system, coalesce(d.title, d.type_display), NULL,
+        (SELECT 'document', d.id, d.facility, d.effective_at, d.type_code, d.type_system, coalesce(d.title, d.type_display), NULL,
                NULL, NULL, NULL, CASE WHEN d.current THEN 'current' ELSE 'superseded' END, NULL, NULL, NULL, d.id, NULL, NULL,
                d.resident_id, NULL
-        FROM records.documents d WHERE \(documents)
+        FROM records.documents d WHERE \(documents))
         """
     }
 

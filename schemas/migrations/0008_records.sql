@@ -31,7 +31,8 @@ CREATE TABLE records.documents (
     received_by text NOT NULL
 );
 CREATE UNIQUE INDEX documents_current_idx ON records.documents (set_key) WHERE current;
-CREATE INDEX documents_resident_idx ON records.documents (resident_id, effective_at DESC);
+-- The timeline's order (see RecordReader): a page is an index range, however deep the cursor.
+CREATE INDEX documents_timeline_idx ON records.documents (resident_id, effective_at DESC, id DESC) WHERE current;
 
 -- Visits: from ADT (A01/A03/A04), from a document's encompassing encounter, or online consultations.
 CREATE TABLE records.encounters (
@@ -51,7 +52,7 @@ CREATE TABLE records.encounters (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX encounters_key_idx ON records.encounters (facility, encounter_key) WHERE encounter_key IS NOT NULL;
-CREATE INDEX encounters_resident_idx ON records.encounters (resident_id, started_at DESC);
+CREATE INDEX encounters_timeline_idx ON records.encounters (resident_id, (coalesce(started_at, recorded_at)) DESC, id DESC);
 -- The treatment relationship: has this facility seen this resident lately?
 CREATE INDEX encounters_relationship_idx ON records.encounters (resident_id, facility, started_at DESC);
 
@@ -85,7 +86,7 @@ CREATE TABLE records.entries (
     superseded_by uuid REFERENCES records.entries (id),
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX entries_timeline_idx ON records.entries (resident_id, effective_at DESC, id) WHERE current;
+CREATE INDEX entries_timeline_idx ON records.entries (resident_id, (coalesce(effective_at, recorded_at)) DESC, id DESC) WHERE current;
 CREATE UNIQUE INDEX entries_item_idx ON records.entries (facility, kind, item_key) WHERE current AND item_key IS NOT NULL;
 CREATE INDEX entries_document_idx ON records.entries (document_id) WHERE document_id IS NOT NULL;
 
