@@ -20,12 +20,7 @@ public struct MedicationApplication: HL7Application {
     }
 
     public func apply(_ message: HL7Message, context: HL7Context, on connection: PostgresConnection) async throws -> HL7Applied {
-        let pids = message.segments.filter { $0.id == "PID" }.count
-        guard pids <= 1 else {
-            throw HL7ApplicationError(
-                .segmentSequenceError, HL7Location(segmentID: "PID", segmentSequence: 2),
-                "the message carries orders for \(pids) patients; send one message per patient")
-        }
+        try ResultApplication.requireOnePatient(message, carrying: "orders")
         let patient = try PatientMapping.demographics(message, today: context.today)
         let orders = try ClinicalMapping.medications(message)
         guard !orders.isEmpty else {

@@ -22,14 +22,7 @@ public struct ResultApplication: HL7Application {
     }
 
     public func apply(_ message: HL7Message, context: HL7Context, on connection: PostgresConnection) async throws -> HL7Applied {
-        // Results are filed against the message's one patient; a message carrying several
-        // patients' results would need each OBX matched to its own PID, so it is refused whole.
-        let pids = message.segments.filter { $0.id == "PID" }.count
-        guard pids <= 1 else {
-            throw HL7ApplicationError(
-                .segmentSequenceError, HL7Location(segmentID: "PID", segmentSequence: 2),
-                "the message carries results for \(pids) patients; send one ORU^R01 per patient")
-        }
+        try Self.requireOnePatient(message, carrying: "results")
         let patient = try PatientMapping.demographics(message, today: context.today)
         let results = try ClinicalMapping.results(message)
         guard !results.isEmpty else {
@@ -76,5 +69,16 @@ public struct ResultApplication: HL7Application {
         let outcome = try await registry.registerOutcome(
             draft, by: context.principal, requestID: context.messageID.uuidString.lowercased(), today: context.today, on: connection)
         return ADTRegistration.applied(outcome, patient)
+    }
+
+    /// Items are filed against the message's one patient; a message carrying several patients'
+    /// would need each item matched to its own PID, so it is refused whole.
+    static func requireOnePatient(_ message: HL7Message, carrying what: String) throws(HL7ApplicationError) {
+        let pids = message.segments.filter { $0.id == "PID" }.count
+        guard pids <= 1 else {
+            throw HL7ApplicationError(
+                .segmentSequenceError, HL7Location(segmentID: "PID", segmentSequence: 2),
+                "the message carries \(what) for \(pids) patients; send one message per patient")
+        }
     }
 }

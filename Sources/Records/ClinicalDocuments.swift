@@ -185,21 +185,12 @@ public struct ClinicalDocuments: Sendable {
         return try await client.withConnection { connection in
             guard let found = try await document(id: id, on: connection) else { throw RecordsError.notFound("document \(id.lowercased)") }
             let resident = UUID(uuidString: found.summary.residentId)!
-            var event = AuditEvent(
+            let event = AuditEvent(
                 principal: principal, action: action, resource: "document/\(id.lowercased)",
                 residentPseudonym: registry.residentPseudonym(resident), purpose: "treatment", requestID: requestID)
-            do {
-                let basis = try await access.basis(
-                    principal, resident: resident, writer: found.summary.facility, breakGlass: breakGlass, on: connection)
-                event.detail = basis.rawValue
-                if basis == .breakGlass { event.purpose = "break-glass" }
-                try await AuditTrail.append(event, on: connection, logger: logger)
-                return found
-            } catch let error as AccessError {
-                event.outcome = "denied"
-                try await AuditTrail.append(event, on: connection, logger: logger)
-                throw error
-            }
+            _ = try await access.audited(
+                event, principal, resident: resident, writer: found.summary.facility, breakGlass: breakGlass, on: connection)
+            return found
         }
     }
 

@@ -1,4 +1,5 @@
 import Access
+import Storage
 import Foundation
 import Logging
 import PostgresNIO
@@ -62,6 +63,26 @@ struct RecordAccess: Sendable {
                     + "consent on file; an emergency read needs a break-the-glass reason (X-Break-Glass-Reason)")
         case .admin, .analyst:
             throw AccessError.forbidden("role \(principal.role.rawValue) may not read clinical records")
+        }
+    }
+
+    /// Decides a read and audits it either way: allowed with its basis (break-the-glass as its
+    /// purpose), or refused as `denied` before the refusal is thrown.
+    func audited(
+        _ event: AuditEvent, _ principal: Principal, resident: UUID, writer: String, breakGlass: String?,
+        on connection: PostgresConnection
+    ) async throws -> ReadBasis {
+        var event = event
+        do {
+            let basis = try await basis(principal, resident: resident, writer: writer, breakGlass: breakGlass, on: connection)
+            event.detail = basis.rawValue
+            if basis == .breakGlass { event.purpose = "break-glass" }
+            try await AuditTrail.append(event, on: connection, logger: logger)
+            return basis
+        } catch let error as AccessError {
+            event.outcome = "denied"
+            try await AuditTrail.append(event, on: connection, logger: logger)
+            throw error
         }
     }
 }

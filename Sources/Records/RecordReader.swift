@@ -238,21 +238,12 @@ public struct RecordReader: Sendable {
             guard let item = try await Self.decode(connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)).first,
                 let resident = item.residentId.flatMap(UUID.init(uuidString:))
             else { throw RecordsError.notFound("record item \(id.lowercased)") }
-            var event = AuditEvent(
+            let event = AuditEvent(
                 principal: principal, action: "record.item.read", resource: "\(item.type)/\(id.lowercased)",
                 residentPseudonym: registry.residentPseudonym(resident), purpose: "treatment", requestID: requestID)
-            do {
-                let basis = try await access.basis(
-                    principal, resident: resident, writer: item.facility, breakGlass: breakGlass, on: connection)
-                event.detail = basis.rawValue
-                if basis == .breakGlass { event.purpose = "break-glass" }
-                try await AuditTrail.append(event, on: connection, logger: logger)
-                return item
-            } catch let error as AccessError {
-                event.outcome = "denied"
-                try await AuditTrail.append(event, on: connection, logger: logger)
-                throw error
-            }
+            _ = try await access.audited(
+                event, principal, resident: resident, writer: item.facility, breakGlass: breakGlass, on: connection)
+            return item
         }
     }
 
