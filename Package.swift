@@ -33,6 +33,9 @@ let package = Package(
         // terser paths, data types, acknowledgements. No I/O, no dependencies; the GB 18030 table
         // is generated into the target by schemas/code-tables/make_gb18030_table.py.
         .target(name: "HL7v2"),
+        // The chronic-disease rules engine: readings, rule sets as data, incremental and sweep
+        // evaluation. No I/O, no dependencies.
+        .target(name: "ChronicRules", linkerSettings: [.linkedLibrary("m")]),
         // libxml2 (a system library), seen only by ClinicalXML.
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         // Clinical XML without I/O: libxml2 hardened (no network, no DTD or entity, size and depth
@@ -82,6 +85,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Chronic-disease monitoring: programmes, enrolments, device readings, alerts with their
+        // escalation and outbox, the sweep and the dry run.
+        .target(
+            name: "ChronicCare",
+            dependencies: [
+                "Access", "ChronicRules", "Registry", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
         // the domain services (ADT into the registry).
         .target(
@@ -102,7 +116,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "Access", "IdentityNumbers", "Interop", "Records", "Registry", "Storage",
+                "Access", "ChronicCare", "ChronicRules", "IdentityNumbers", "Interop", "Records", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -111,7 +125,7 @@ let package = Package(
         .target(
             name: "QianyunServer",
             dependencies: [
-                "API", "Access", "ClinicalXML", "Interop", "Records", "Registry", "Storage",
+                "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Interop", "Records", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -133,10 +147,12 @@ let package = Package(
         .executableTarget(name: "qianyun-match-bench", dependencies: ["NameMatching", "IdentityNumbers"], path: "Sources/MatchBench"),
         // HL7 v2 parse rate over a folder of messages, for bench/hl7-parse.
         .executableTarget(name: "qianyun-hl7-bench", dependencies: ["HL7v2"], path: "Sources/HL7Bench"),
+        // Rule evaluations per second and the year-long backtest, for bench/chronic-rules.
+        .executableTarget(name: "qianyun-rules-bench", dependencies: ["ChronicRules"], path: "Sources/RulesBench"),
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers", "NameMatching", "Registry",
+                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers", "NameMatching", "Registry",
                 "Storage",
                 "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,4 +1,5 @@
 import Access
+import ChronicCare
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -37,6 +38,8 @@ extension Problem {
                 return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
             }
         case let error as RecordsError:
+            return from(error)
+        case let error as ChronicCareError:
             return from(error)
         case let error as InboxError:
             switch error {
@@ -144,6 +147,21 @@ extension Problem {
 }
 
 extension Problem {
+    static func from(_ error: ChronicCareError) -> Problem {
+        switch error {
+        case .invalid(let field, let reason):
+            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
+            problem.fieldErrors = [FieldError(field: field, reason: reason)]
+            return problem
+        case .notFound:
+            return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+        case .conflict(let code, _):
+            return Problem(.conflict, code: code, title: "Conflicts with the current state", detail: error.description)
+        case .ruleSet:
+            return Problem(.unprocessableContent, code: "invalid-rule-set", title: "The rule set does not load", detail: error.description)
+        }
+    }
+
     static func from(_ error: RecordsError) -> Problem {
         switch error {
         case .invalid(let field, let reason):

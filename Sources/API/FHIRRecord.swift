@@ -1,4 +1,5 @@
 import Access
+import ChronicCare
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -12,10 +13,13 @@ import Storage
 public struct FHIRRecordController: Sendable {
     let reader: RecordReader
     let documents: ClinicalDocuments
+    /// Home-device readings, shown as vital-signs Observations beside the record's results.
+    let readings: ReadingService?
 
-    public init(reader: RecordReader, documents: ClinicalDocuments) {
+    public init(reader: RecordReader, documents: ClinicalDocuments, readings: ReadingService? = nil) {
         self.reader = reader
         self.documents = documents
+        self.readings = readings
     }
 
     /// FHIR type → the record's item type.
@@ -35,6 +39,11 @@ public struct FHIRRecordController: Sendable {
 
     func read(_ type: String, _ request: Request, _ context: QianyunRequestContext) async throws -> FHIRBody<JSONValue> {
         let principal = try context.requirePrincipal()
+        if type == "Observation", let readings, let id = context.parameters.get("id"),
+            let reading = try? await readings.reading(id: id, by: principal, requestID: context.requestID)
+        {
+            return FHIRBody(Self.observation(reading))
+        }
         let item = try await reader.item(
             id: try context.parameters.require("id"), by: principal, breakGlass: request.headers[.breakGlassReason],
             requestID: context.requestID)
@@ -52,7 +61,8 @@ public struct FHIRRecordController: Sendable {
 
     func search(_ type: String, _ request: Request, _ context: QianyunRequestContext) async throws -> FHIRBody<JSONValue> {
         let parameters = request.uri.queryParameters
-        let known: Set<String> = ["patient", "subject", "code", "date", "_count", "_format"]
+        let known: Set<String> = type == "Observation" ? ["patient", "subject", "code", "date", "_count", "_format", "category"]
+            : ["patient", "subject", "code", "date", "_count", "_format"]
         if let unknown = parameters.first(where: { !known.contains(String($0.key)) }) {
             throw RecordsError.invalid(field: String(unknown.key), reason: "is not a supported search parameter of \(type)")
         }
@@ -84,10 +94,31 @@ public struct FHIRRecordController: Sendable {
             default: filter.from = time
             }
         }
-        let timeline = try await reader.timeline(
-            resident: resident, filter: filter, page: PageRequest(limit: limit), by: try context.requirePrincipal(),
-            breakGlass: request.headers[.breakGlassReason], requestID: context.requestID)
-        return FHIRBody(Self.bundle(type: "searchset", items: timeline.items, total: nil))
+        let category = parameters["category"].map { String($0).split(separator: "|").last.map(String.init) ?? "" }
+        if let category, !["vital-signs", "laboratory"].contains(category) {
+            throw RecordsError.invalid(field: "category", reason: "must be vital-signs (home-device readings) or laboratory (the record's results)")
+        }
+        var entries: [JSONValue] = []
+        if category != "vital-signs" {
+            let timeline = try await reader.timeline(
+                resident: resident, filter: filter, page: PageRequest(limit: limit), by: try context.requirePrincipal(),
+                breakGlass: request.headers[.breakGlassReason], requestID: context.requestID)
+            if case .object(let bundle) = Self.bundle(type: "searchset", items: timeline.items, total: nil), case .array(let found) = bundle["entry"] {
+                entries = found
+            }
+        }
+        if type == "Observation", category != "laboratory", let readings, filter.code == nil {
+            let found = try await readings.list(
+                resident: resident, type: nil, from: filter.from, to: filter.to, page: PageRequest(limit: limit), by: try context.requirePrincipal(),
+                requestID: context.requestID)
+            entries += found.readings.map { reading in
+                .object([
+                    "fullUrl": .string("urn:uuid:\(reading.id)"), "resource": Self.observation(reading),
+                    "search": .object(["mode": .string("match")]),
+                ])
+            }
+        }
+        return FHIRBody(.object(["resourceType": .string("Bundle"), "type": .string("searchset"), "entry": .array(entries)]))
     }
 
     @Sendable func everything(_ request: Request, context: QianyunRequestContext) async throws -> FHIRBody<JSONValue> {
@@ -114,6 +145,62 @@ public struct FHIRRecordController: Sendable {
     }
 
     // MARK: Mapping
+
+    /// A home-device reading as a vital-signs Observation (LOINC-coded, UCUM units).
+    static func observation(_ reading: StoredReading) -> JSONValue {
+        func coding(_ code: String, _ display: String) -> JSONValue {
+            .object(["coding": .array([.object(["system": .string("http://loinc.org"), "code": .string(code), "display": .string(display)])])])
+        }
+        func quantity(_ value: Double, _ unit: String) -> JSONValue {
+            .object([
+                "value": .decimal(Decimal(Int((value * 100).rounded())) / 100), "unit": .string(unit), "system": .string("http://unitsofmeasure.org"), "code": .string(unit),
+            ])
+        }
+        var fields: [String: JSONValue] = [
+            "resourceType": .string("Observation"), "id": .string(reading.id), "status": .string("final"),
+            "meta": .object(["tag": .array([.object(["system": .string("urn:qianyun:source"), "code": .string("home-device")])])]),
+            "category": .array([
+                .object([
+                    "coding": .array([
+                        .object([
+                            "system": .string("http://terminology.hl7.org/CodeSystem/observation-category"), "code": .string("vital-signs"),
+                        ])
+                    ])
+                ])
+            ]),
+            "subject": .object(["reference": .string("Patient/\(reading.resident)")]),
+            "effectiveDateTime": .string(reading.measuredAt),
+            "device": .object(["display": .string(reading.deviceId)]),
+        ]
+        switch reading.type {
+        case "blood-pressure":
+            fields["code"] = coding("85354-9", "Blood pressure panel")
+            var components: [JSONValue] = []
+            if let systolic = reading.systolic {
+                components.append(.object(["code": coding("8480-6", "Systolic blood pressure"), "valueQuantity": quantity(systolic, "mm[Hg]")]))
+            }
+            if let diastolic = reading.diastolic {
+                components.append(.object(["code": coding("8462-4", "Diastolic blood pressure"), "valueQuantity": quantity(diastolic, "mm[Hg]")]))
+            }
+            if let heartRate = reading.heartRate {
+                components.append(.object(["code": coding("8867-4", "Heart rate"), "valueQuantity": quantity(heartRate, "/min")]))
+            }
+            fields["component"] = .array(components)
+        default:
+            let (code, display, unit): (String, String, String) =
+                switch reading.type {
+                case "heart-rate": ("8867-4", "Heart rate", "/min")
+                case "glucose-fasting": ("14771-0", "Fasting glucose [Moles/volume] in Serum or Plasma", "mmol/L")
+                case "glucose-random": ("15074-8", "Glucose [Moles/volume] in Blood", "mmol/L")
+                case "temperature": ("8310-5", "Body temperature", "Cel")
+                case "weight": ("29463-7", "Body weight", "kg")
+                default: ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "%")
+                }
+            fields["code"] = coding(code, display)
+            if let value = reading.value { fields["valueQuantity"] = quantity(value, unit) }
+        }
+        return .object(fields)
+    }
 
     static func resource(_ item: TimelineItem) -> JSONValue {
         var fields: [String: JSONValue] = ["id": .string(item.id)]

@@ -57,6 +57,7 @@ public struct APIDependencies: Sendable {
     public var records: RecordController
     public var consents: ConsentController
     public var fhirRecord: FHIRRecordController
+    public var chronicCare: ChronicCareController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -66,7 +67,7 @@ public struct APIDependencies: Sendable {
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
         interop: InteropController, documents: DocumentController, records: RecordController, consents: ConsentController,
-        fhirRecord: FHIRRecordController, system: SystemController,
+        fhirRecord: FHIRRecordController, chronicCare: ChronicCareController, system: SystemController,
         tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
@@ -79,6 +80,7 @@ public struct APIDependencies: Sendable {
         self.records = records
         self.consents = consents
         self.fhirRecord = fhirRecord
+        self.chronicCare = chronicCare
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -107,6 +109,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.documents.addRoutes(to: api)
     dependencies.records.addRoutes(to: api)
     dependencies.consents.addRoutes(to: api)
+    dependencies.chronicCare.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     dependencies.fhirRecord.addRoutes(to: router, authentication: authentication)

@@ -49,6 +49,12 @@ public struct Configuration: Sendable {
     public var cdaSchemaPath: String?
     /// How long after an encounter a facility may read a resident's record kept by others.
     public var relationshipDays = 90
+    /// Programmes and rules (`programmes.json`, `chronic-rules.json`); `schemas/rules` by default.
+    public var rulesDirectory: String?
+    /// How often the chronic-care worker evaluates readings from the record and escalates alerts.
+    public var monitorIntervalSeconds = 5
+    /// How often it sweeps for silence and overdue follow-ups.
+    public var sweepIntervalSeconds = 3600
     public var schemasDirectory: String
     public var migrateOnStart = true
     public var databasePoolSize = 20
@@ -199,6 +205,10 @@ public struct Configuration: Sendable {
         configuration.maximumDocumentBytes =
             try integer("QIANYUN_MAX_DOCUMENT_BYTES", 1024...(256 << 20)) ?? configuration.maximumDocumentBytes
         configuration.relationshipDays = try integer("QIANYUN_RELATIONSHIP_DAYS", 1...3650) ?? configuration.relationshipDays
+        configuration.rulesDirectory = text("QIANYUN_RULES_DIRECTORY")
+        configuration.monitorIntervalSeconds =
+            try integer("QIANYUN_MONITOR_INTERVAL_SECONDS", 1...3600) ?? configuration.monitorIntervalSeconds
+        configuration.sweepIntervalSeconds = try integer("QIANYUN_SWEEP_INTERVAL_SECONDS", 10...86_400) ?? configuration.sweepIntervalSeconds
         if let schema = text("QIANYUN_CDA_SCHEMA") {
             guard FileManager.default.isReadableFile(atPath: schema) else {
                 throw ConfigurationError("QIANYUN_CDA_SCHEMA", "cannot read \(schema)")

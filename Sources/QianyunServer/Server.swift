@@ -1,5 +1,6 @@
 import API
 import Access
+import ChronicCare
 import ClinicalXML
 import Crypto
 import Foundation
@@ -124,6 +125,12 @@ public enum QianyunServer {
             relationshipDays: configuration.relationshipDays, limits: XMLLimits(maximumBytes: configuration.maximumDocumentBytes),
             logger: logger)
         let reader = RecordReader(client: postgres, registry: residents, relationshipDays: configuration.relationshipDays, logger: logger)
+        let monitoring = try MonitoringConfiguration.load(directory: configuration.rulesDirectory ?? configuration.schemasDirectory + "/rules")
+        let readings = ReadingService(client: postgres, registry: residents, configuration: monitoring, logger: logger)
+        let alerts = AlertService(client: postgres, registry: residents, configuration: monitoring, logger: logger)
+        let monitor = MonitoringWorker(
+            client: postgres, alerts: alerts, configuration: monitoring, interval: .seconds(configuration.monitorIntervalSeconds),
+            sweepInterval: .seconds(configuration.sweepIntervalSeconds), logger: logger)
         let router = buildRouter(
             APIDependencies(
                 tokens: TokenController(clients: clients, tokens: tokenService),
@@ -134,7 +141,11 @@ public enum QianyunServer {
                 documents: DocumentController(documents: documents),
                 records: RecordController(reader: reader),
                 consents: ConsentController(consents: Consents(client: postgres, registry: residents, logger: logger)),
-                fhirRecord: FHIRRecordController(reader: reader, documents: documents),
+                fhirRecord: FHIRRecordController(reader: reader, documents: documents, readings: readings),
+                chronicCare: ChronicCareController(
+                    readings: readings,
+                    enrolments: EnrolmentService(client: postgres, registry: residents, configuration: monitoring, logger: logger),
+                    alerts: alerts, rules: RuleService(client: postgres, configuration: monitoring, logger: logger), worker: monitor),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
                 maximumDocumentBytes: configuration.maximumDocumentBytes))
@@ -160,6 +171,7 @@ public enum QianyunServer {
             server = .http1()
         }
 
+        let migrated = Gate()
         var app = Application(
             router: router, server: server,
             configuration: .init(address: .hostname(configuration.httpHost, port: configuration.httpPort), serverName: "qianyun"),
@@ -169,6 +181,7 @@ public enum QianyunServer {
                 postgres, readAudit, ingest,
                 StatisticsKeeper(client: readAudit, tables: hotTables, logger: logger),
                 AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
+                StartedAfterMigrations(monitor, gate: migrated),
             ],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart
@@ -179,6 +192,9 @@ public enum QianyunServer {
             } else if case .inconsistent(let reason) = try await migrator.status() {
                 throw MigrationStatusError(reason: reason)
             }
+            // The enrolment trigger reads the programmes' qualifying diagnoses from the database.
+            try await monitoring.sync(client: postgres, logger: logger)
+            await migrated.open()
         }
         return app
     }
@@ -242,4 +258,39 @@ public func mllpTLS(_ configuration: Configuration) throws -> TLSConfiguration? 
         tls.certificateVerification = .noHostnameVerification
     }
     return tls
+}
+
+/// Opens once the schema is current, so that background services never query tables a
+/// migration has not created yet.
+actor Gate {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func open() {
+        isOpen = true
+        for waiter in waiters { waiter.resume() }
+        waiters = []
+    }
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+}
+
+/// Runs a service once the gate opens.
+struct StartedAfterMigrations<Wrapped: Service>: Service {
+    let wrapped: Wrapped
+    let gate: Gate
+
+    init(_ wrapped: Wrapped, gate: Gate) {
+        self.wrapped = wrapped
+        self.gate = gate
+    }
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { await gate.wait() }
+        guard !Task.isCancelled, !Task.isShuttingDownGracefully else { return }
+        try await wrapped.run()
+    }
 }
