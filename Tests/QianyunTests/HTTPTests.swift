@@ -1,5 +1,6 @@
 import API
 import Access
+import ChronicCare
 import Foundation
 import Interop
 import HTTPTypes
@@ -113,6 +114,7 @@ import Testing
                     documents: ClinicalDocuments(
                         client: postgres, registry: residents, protector: try QianyunServer.fieldProtector(configuration), schema: nil,
                         logger: TestDatabase.logger)),
+                chronicCare: try chronicCareController(postgres: postgres, residents: residents),
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
                 maximumBodyBytes: 1024, maximumDocumentBytes: 4096))
@@ -474,4 +476,14 @@ final class CapturedLogs: @unchecked Sendable {
             sink.append("\(event.level) \(event.message) \(merged)")
         }
     }
+}
+
+func chronicCareController(postgres: PostgresClient, residents: ResidentRegistry) throws -> ChronicCareController {
+    let monitoring = try MonitoringConfiguration.load(directory: TestDatabase.schemasDirectory + "/rules")
+    let alerts = AlertService(client: postgres, registry: residents, configuration: monitoring, logger: TestDatabase.logger)
+    return ChronicCareController(
+        readings: ReadingService(client: postgres, registry: residents, configuration: monitoring, logger: TestDatabase.logger),
+        enrolments: EnrolmentService(client: postgres, registry: residents, configuration: monitoring, logger: TestDatabase.logger),
+        alerts: alerts, rules: RuleService(client: postgres, configuration: monitoring, logger: TestDatabase.logger),
+        worker: MonitoringWorker(client: postgres, alerts: alerts, configuration: monitoring, logger: TestDatabase.logger))
 }
