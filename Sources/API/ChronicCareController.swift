@@ -14,7 +14,8 @@ public struct ChronicCareController: Sendable {
     let rules: RuleService
     let worker: MonitoringWorker
 
-    public init(readings: ReadingService, enrolments: EnrolmentService, alerts: AlertService, rules: RuleService, worker: MonitoringWorker) {
+    public init(readings: ReadingService, enrolments: EnrolmentService, alerts: AlertService, rules: RuleService, worker: MonitoringWorker)
+    {
         self.readings = readings
         self.enrolments = enrolments
         self.alerts = alerts
@@ -59,7 +60,8 @@ public struct ChronicCareController: Sendable {
         return JSONBody(
             Items(
                 items: rules.programmes.map {
-                    ProgrammeView(code: $0.code, name: $0.name, diagnoses: $0.diagnoses, followUpDays: $0.followUpDays, measures: $0.measures)
+                    ProgrammeView(
+                        code: $0.code, name: $0.name, diagnoses: $0.diagnoses, followUpDays: $0.followUpDays, measures: $0.measures)
                 }))
     }
 
@@ -111,7 +113,8 @@ public struct ChronicCareController: Sendable {
         return JSONBody(
             Items(
                 items: try await enrolments.workList(
-                    overdue: false, noReadingsDays: days, programme: query["programme"].map(String.init), by: try context.requirePrincipal(),
+                    overdue: false, noReadingsDays: days, programme: query["programme"].map(String.init),
+                    by: try context.requirePrincipal(),
                     requestID: context.requestID)), headers: noStore)
     }
 
@@ -148,7 +151,8 @@ public struct ChronicCareController: Sendable {
 
     @Sendable func alert(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Alert> {
         JSONBody(
-            try await alerts.alert(id: try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID),
+            try await alerts.alert(
+                id: try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID),
             headers: noStore)
     }
 
@@ -189,7 +193,8 @@ public struct ChronicCareController: Sendable {
         let body = try await request.decodeJSON(DryRunBody.self, context: context)
         return JSONBody(
             try await rules.dryRun(
-                DryRunRequest(ruleSet: body.ruleSet, from: body.from, to: body.to, programme: body.programme, closeAfterDays: body.closeAfterDays),
+                DryRunRequest(
+                    ruleSet: body.ruleSet, from: body.from, to: body.to, programme: body.programme, closeAfterDays: body.closeAfterDays),
                 by: try context.requirePrincipal(), requestID: context.requestID), headers: noStore)
     }
 

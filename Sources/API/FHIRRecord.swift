@@ -61,7 +61,9 @@ public struct FHIRRecordController: Sendable {
 
     func search(_ type: String, _ request: Request, _ context: QianyunRequestContext) async throws -> FHIRBody<JSONValue> {
         let parameters = request.uri.queryParameters
-        let known: Set<String> = type == "Observation" ? ["patient", "subject", "code", "date", "_count", "_format", "category"]
+        let known: Set<String> =
+            type == "Observation"
+            ? ["patient", "subject", "code", "date", "_count", "_format", "category"]
             : ["patient", "subject", "code", "date", "_count", "_format"]
         if let unknown = parameters.first(where: { !known.contains(String($0.key)) }) {
             throw RecordsError.invalid(field: String(unknown.key), reason: "is not a supported search parameter of \(type)")
@@ -96,20 +98,24 @@ public struct FHIRRecordController: Sendable {
         }
         let category = parameters["category"].map { String($0).split(separator: "|").last.map(String.init) ?? "" }
         if let category, !["vital-signs", "laboratory"].contains(category) {
-            throw RecordsError.invalid(field: "category", reason: "must be vital-signs (home-device readings) or laboratory (the record's results)")
+            throw RecordsError.invalid(
+                field: "category", reason: "must be vital-signs (home-device readings) or laboratory (the record's results)")
         }
         var entries: [JSONValue] = []
         if category != "vital-signs" {
             let timeline = try await reader.timeline(
                 resident: resident, filter: filter, page: PageRequest(limit: limit), by: try context.requirePrincipal(),
                 breakGlass: request.headers[.breakGlassReason], requestID: context.requestID)
-            if case .object(let bundle) = Self.bundle(type: "searchset", items: timeline.items, total: nil), case .array(let found) = bundle["entry"] {
+            if case .object(let bundle) = Self.bundle(type: "searchset", items: timeline.items, total: nil),
+                case .array(let found) = bundle["entry"]
+            {
                 entries = found
             }
         }
         if type == "Observation", category != "laboratory", let readings, filter.code == nil {
             let found = try await readings.list(
-                resident: resident, type: nil, from: filter.from, to: filter.to, page: PageRequest(limit: limit), by: try context.requirePrincipal(),
+                resident: resident, type: nil, from: filter.from, to: filter.to, page: PageRequest(limit: limit),
+                by: try context.requirePrincipal(),
                 requestID: context.requestID)
             entries += found.readings.map { reading in
                 .object([
@@ -149,11 +155,14 @@ public struct FHIRRecordController: Sendable {
     /// A home-device reading as a vital-signs Observation (LOINC-coded, UCUM units).
     static func observation(_ reading: StoredReading) -> JSONValue {
         func coding(_ code: String, _ display: String) -> JSONValue {
-            .object(["coding": .array([.object(["system": .string("http://loinc.org"), "code": .string(code), "display": .string(display)])])])
+            .object([
+                "coding": .array([.object(["system": .string("http://loinc.org"), "code": .string(code), "display": .string(display)])])
+            ])
         }
         func quantity(_ value: Double, _ unit: String) -> JSONValue {
             .object([
-                "value": .decimal(Decimal(Int((value * 100).rounded())) / 100), "unit": .string(unit), "system": .string("http://unitsofmeasure.org"), "code": .string(unit),
+                "value": .decimal(Decimal(Int((value * 100).rounded())) / 100), "unit": .string(unit),
+                "system": .string("http://unitsofmeasure.org"), "code": .string(unit),
             ])
         }
         var fields: [String: JSONValue] = [
@@ -177,10 +186,12 @@ public struct FHIRRecordController: Sendable {
             fields["code"] = coding("85354-9", "Blood pressure panel")
             var components: [JSONValue] = []
             if let systolic = reading.systolic {
-                components.append(.object(["code": coding("8480-6", "Systolic blood pressure"), "valueQuantity": quantity(systolic, "mm[Hg]")]))
+                components.append(
+                    .object(["code": coding("8480-6", "Systolic blood pressure"), "valueQuantity": quantity(systolic, "mm[Hg]")]))
             }
             if let diastolic = reading.diastolic {
-                components.append(.object(["code": coding("8462-4", "Diastolic blood pressure"), "valueQuantity": quantity(diastolic, "mm[Hg]")]))
+                components.append(
+                    .object(["code": coding("8462-4", "Diastolic blood pressure"), "valueQuantity": quantity(diastolic, "mm[Hg]")]))
             }
             if let heartRate = reading.heartRate {
                 components.append(.object(["code": coding("8867-4", "Heart rate"), "valueQuantity": quantity(heartRate, "/min")]))

@@ -58,8 +58,11 @@ public struct AlertService: Sendable {
         var result: [Alert] = []
         for try await row in rows {
             let cells = try row.decode(
-                (UUID, UUID, String, String, Int32, String, String, String, String, [UUID], Int32, Date, Date, String?, Date?, Date?, String?, Date?,
-                 String?, String?).self)
+                (
+                    UUID, UUID, String, String, Int32, String, String, String, String, [UUID], Int32, Date, Date, String?, Date?, Date?,
+                    String?, Date?,
+                    String?, String?
+                ).self)
             result.append(
                 Alert(
                     id: cells.0.lowercased, resident: cells.1.lowercased, programme: cells.2, rule: cells.3, ruleVersion: Int(cells.4),
@@ -105,14 +108,14 @@ public struct AlertService: Sendable {
         return try await client.withConnection { connection in
             let rows = try await connection.query(
                 """
-                     \(unescaped: Self.columns)
-                     WHERE (\(facility)::text IS NULL OR facility = \(facility) OR escalated_to = \(facility))
-                      AND (\(residentID)::uuid IS NULL OR resident_id = \(residentID))
-                      AND (\(status)::text IS NULL OR status = \(status)) AND (\(severity)::text IS NULL OR severity = \(severity))
-                      AND (\(programme)::text IS NULL OR programme = \(programme))
-                      AND (raised_at, id) < (\(afterTime), \(afterID))
-                    ORDER BY raised_at DESC, id DESC LIMIT \(page.limit + 1)
-                    """, logger: logger)
+                 \(unescaped: Self.columns)
+                 WHERE (\(facility)::text IS NULL OR facility = \(facility) OR escalated_to = \(facility))
+                  AND (\(residentID)::uuid IS NULL OR resident_id = \(residentID))
+                  AND (\(status)::text IS NULL OR status = \(status)) AND (\(severity)::text IS NULL OR severity = \(severity))
+                  AND (\(programme)::text IS NULL OR programme = \(programme))
+                  AND (raised_at, id) < (\(afterTime), \(afterID))
+                ORDER BY raised_at DESC, id DESC LIMIT \(page.limit + 1)
+                """, logger: logger)
             var found = try await alerts(rows)
             var next: String?
             if found.count > page.limit {
@@ -128,7 +131,10 @@ public struct AlertService: Sendable {
     public func alert(id text: String, by principal: Principal, requestID: String?) async throws -> Alert {
         let id = try ManagedAccess.uuid(text, "alert")
         return try await client.withConnection { connection in
-            guard let alert = try await alerts(try await connection.query("\(unescaped: Self.columns) WHERE id = \(id)", logger: logger)).first else {
+            guard
+                let alert = try await alerts(try await connection.query("\(unescaped: Self.columns) WHERE id = \(id)", logger: logger))
+                    .first
+            else {
                 throw ChronicCareError.notFound("alert \(text.prefix(40))")
             }
             let resident = UUID(uuidString: alert.resident)!
@@ -151,7 +157,8 @@ public struct AlertService: Sendable {
         if case .close(let text) = event {
             note = text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard let note, (1...2000).contains(note.count) else {
-                throw ChronicCareError.invalid(field: "note", reason: "closing an alert needs a note of what was done (at most 2000 characters)")
+                throw ChronicCareError.invalid(
+                    field: "note", reason: "closing an alert needs a note of what was done (at most 2000 characters)")
             }
         }
         let allowed = AlertState.allowedFrom(event).map(\.rawValue)
@@ -178,7 +185,8 @@ public struct AlertService: Sendable {
                 }
                 var state = AlertState(status: from)
                 do { try state.on(event) } catch {
-                    throw ChronicCareError.conflict(code: "alert-\(status)", detail: (error as? AlertTransitionError)?.description ?? "not allowed")
+                    throw ChronicCareError.conflict(
+                        code: "alert-\(status)", detail: (error as? AlertTransitionError)?.description ?? "not allowed")
                 }
                 throw ChronicCareError.conflict(code: "alert-\(status)", detail: "the alert changed meanwhile; read it again")
             }
@@ -227,7 +235,8 @@ public struct AlertService: Sendable {
     }
 
     func audit(
-        _ principal: Principal, _ action: String, _ resident: UUID?, _ resource: String, _ requestID: String?, on connection: PostgresConnection
+        _ principal: Principal, _ action: String, _ resident: UUID?, _ resource: String, _ requestID: String?,
+        on connection: PostgresConnection
     ) async throws {
         try await AuditTrail.append(
             AuditEvent(

@@ -86,7 +86,9 @@ public struct RuleService: Sendable {
 
     public var programmes: [Programme] { configuration.programmes }
 
-    public func dryRun(_ request: DryRunRequest, by principal: Principal, requestID: String?, now: Date = Date()) async throws -> DryRunReport {
+    public func dryRun(_ request: DryRunRequest, by principal: Principal, requestID: String?, now: Date = Date()) async throws
+        -> DryRunReport
+    {
         let facility = try ManagedAccess.clinic(principal)
         var ruleSet = configuration.engine.ruleSet
         if let proposed = request.ruleSet {
@@ -120,7 +122,9 @@ public struct RuleService: Sendable {
                 """, logger: logger)
             var enrolments: [UUID: [ReplayEnrolment]] = [:]
             let start = Int64(from.timeIntervalSince1970)
-            for try await (resident, programme, enrolled, days, followUps) in enrolmentRows.decode((UUID, String, Date, Int?, [Double]).self) {
+            for try await (resident, programme, enrolled, days, followUps) in enrolmentRows.decode(
+                (UUID, String, Date, Int?, [Double]).self)
+            {
                 enrolments[resident, default: []].append(
                     ReplayEnrolment(
                         programme: programme, enrolledAt: min(Int64(enrolled.timeIntervalSince1970), start), followUpDays: days,
@@ -138,7 +142,8 @@ public struct RuleService: Sendable {
                     let rows = (histories[resident] ?? []).filter { $0.reading.time <= Int64(to.timeIntervalSince1970) }
                     readingCount += rows.count { $0.reading.time >= start }
                     let replayed = engine.replay(
-                        history: rows.map(\.reading), enrolments: enrolments[resident] ?? [], from: start, to: Int64(to.timeIntervalSince1970),
+                        history: rows.map(\.reading), enrolments: enrolments[resident] ?? [], from: start,
+                        to: Int64(to.timeIntervalSince1970),
                         options: ReplayOptions(closeAfterDays: closeAfter))
                     for alert in replayed {
                         counts[alert.rule, default: (0, [])].alerts += 1
@@ -160,7 +165,8 @@ public struct RuleService: Sendable {
                 let count = counts[index] ?? (0, [])
                 let enrolled = max(byProgramme[rule.programme] ?? 0, 1)
                 return DryRunReport.RuleCount(
-                    rule: rule.id, programme: rule.programme, severity: rule.severity.rawValue, alerts: count.alerts, residents: count.residents.count,
+                    rule: rule.id, programme: rule.programme, severity: rule.severity.rawValue, alerts: count.alerts,
+                    residents: count.residents.count,
                     perThousandPerWeek: (Double(count.alerts) * 1000 / Double(enrolled) / weeks * 100).rounded() / 100)
             }
             try await AuditTrail.append(

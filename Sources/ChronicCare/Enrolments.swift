@@ -80,7 +80,8 @@ public struct EnrolmentService: Sendable {
             result.append(
                 Enrolment(
                     id: c.0.lowercased, resident: c.1.lowercased, programme: c.2, facility: c.3, status: c.4, riskLevel: c.5, source: c.6,
-                    enrolledAt: c.7, followUpDays: c.8, lastFollowUpAt: c.9, nextFollowUpDue: c.10, dischargedAt: c.11, dischargeReason: c.12))
+                    enrolledAt: c.7, followUpDays: c.8, lastFollowUpAt: c.9, nextFollowUpDue: c.10, dischargedAt: c.11,
+                    dischargeReason: c.12))
         }
         return result
     }
@@ -114,13 +115,15 @@ public struct EnrolmentService: Sendable {
                 """, logger: logger)
             let (residents, facilities) = try await exists.collect().first!.decode((Int32, Int32).self)
             guard residents == 1 else { throw ChronicCareError.notFound("resident \(request.resident.prefix(40))") }
-            guard facilities == 1 else { throw ChronicCareError.invalid(field: "facility", reason: "\(facility.prefix(40)) is not an active facility") }
+            guard facilities == 1 else {
+                throw ChronicCareError.invalid(field: "facility", reason: "\(facility.prefix(40)) is not an active facility")
+            }
             let rows = try await connection.query(
                 """
                 INSERT INTO chronic_care.enrolments (id, resident_id, programme, facility, risk_level, source, enrolled_by, follow_up_days,
                                                      next_follow_up_due)
                 VALUES (\(UUID.timeOrdered()), \(resident), \(programme.code), \(facility), \(request.riskLevel), 'clinician', \(principal.clientID),
-                        \(days), CASE WHEN \(days)::int4 IS NULL THEN NULL ELSE now() + make_interval(days => \(days ?? 0)) END)
+                        \(days), CASE WHEN \(days)::int4 IS NULL THEN NULL ELSE now() + make_interval(days => \(days ?? 0)::int4) END)
                 ON CONFLICT (resident_id, programme) WHERE status = 'active' DO NOTHING
                 RETURNING id, resident_id, programme, facility, status, risk_level, source, enrolled_at, follow_up_days, last_follow_up_at,
                           next_follow_up_due, discharged_at, discharge_reason
@@ -159,11 +162,11 @@ public struct EnrolmentService: Sendable {
             }
             let rows = try await connection.query(
                 """
-                     \(unescaped: Self.columns)
-                     WHERE (\(residentID)::uuid IS NULL OR resident_id = \(residentID)) AND (\(facility)::text IS NULL OR facility = \(facility))
-                      AND (\(programme)::text IS NULL OR programme = \(programme)) AND (\(status)::text IS NULL OR status = \(status))
-                    ORDER BY enrolled_at DESC, id DESC LIMIT 500
-                    """, logger: logger)
+                 \(unescaped: Self.columns)
+                 WHERE (\(residentID)::uuid IS NULL OR resident_id = \(residentID)) AND (\(facility)::text IS NULL OR facility = \(facility))
+                  AND (\(programme)::text IS NULL OR programme = \(programme)) AND (\(status)::text IS NULL OR status = \(status))
+                ORDER BY enrolled_at DESC, id DESC LIMIT 500
+                """, logger: logger)
             let found = try await Self.enrolments(rows)
             try await audit(principal, "chronic.enrolment.list", residentID, "enrolments", requestID, on: connection)
             return found
@@ -183,12 +186,16 @@ public struct EnrolmentService: Sendable {
         }
         try Self.checkRisk(request.riskLevel)
         let performed = request.performedAt ?? Date()
-        guard performed <= Date().addingTimeInterval(600) else { throw ChronicCareError.invalid(field: "performedAt", reason: "is in the future") }
+        guard performed <= Date().addingTimeInterval(600) else {
+            throw ChronicCareError.invalid(field: "performedAt", reason: "is in the future")
+        }
         if let note = request.note, note.count > 2000 { throw ChronicCareError.invalid(field: "note", reason: "at most 2000 characters") }
         return try await client.transaction(logger: logger) { connection in
             let current = try await Self.enrolments(
                 try await connection.query("\(unescaped: Self.columns) WHERE id = \(id) FOR UPDATE", logger: logger))
-            guard let enrolment = current.first, enrolment.facility == facility else { throw ChronicCareError.notFound("enrolment \(text.prefix(40))") }
+            guard let enrolment = current.first, enrolment.facility == facility else {
+                throw ChronicCareError.notFound("enrolment \(text.prefix(40))")
+            }
             guard enrolment.status == "active" else {
                 throw ChronicCareError.conflict(code: "enrolment-discharged", detail: "the enrolment was discharged")
             }
@@ -210,7 +217,9 @@ public struct EnrolmentService: Sendable {
                           next_follow_up_due, discharged_at, discharge_reason
                 """, logger: logger)
             let updated = try await Self.enrolments(rows)[0]
-            try await audit(principal, "chronic.enrolment.follow-up", UUID(uuidString: updated.resident), "enrolments/\(updated.id)", requestID, on: connection)
+            try await audit(
+                principal, "chronic.enrolment.follow-up", UUID(uuidString: updated.resident), "enrolments/\(updated.id)", requestID,
+                on: connection)
             return updated
         }
     }
@@ -221,7 +230,9 @@ public struct EnrolmentService: Sendable {
         let facility = try ManagedAccess.clinic(principal, scope: "monitoring.write")
         let id = try ManagedAccess.uuid(text, "enrolment")
         let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (1...500).contains(reason.count) else { throw ChronicCareError.invalid(field: "reason", reason: "is required (at most 500 characters)") }
+        guard (1...500).contains(reason.count) else {
+            throw ChronicCareError.invalid(field: "reason", reason: "is required (at most 500 characters)")
+        }
         return try await client.transaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
@@ -236,7 +247,9 @@ public struct EnrolmentService: Sendable {
                 if try await existing.collect().isEmpty { throw ChronicCareError.notFound("enrolment \(text.prefix(40))") }
                 throw ChronicCareError.conflict(code: "enrolment-discharged", detail: "the enrolment was already discharged")
             }
-            try await audit(principal, "chronic.enrolment.discharge", UUID(uuidString: updated.resident), "enrolments/\(updated.id)", requestID, on: connection)
+            try await audit(
+                principal, "chronic.enrolment.discharge", UUID(uuidString: updated.resident), "enrolments/\(updated.id)", requestID,
+                on: connection)
             return updated
         }
     }
@@ -273,13 +286,16 @@ public struct EnrolmentService: Sendable {
                         enrolment: id.lowercased, resident: resident.lowercased, name: name, programme: programme, riskLevel: risk,
                         nextFollowUpDue: due, lastReadingAt: last))
             }
-            try await audit(principal, overdue ? "chronic.worklist.overdue" : "chronic.worklist.no-readings", nil, "worklists", requestID, on: connection)
+            try await audit(
+                principal, overdue ? "chronic.worklist.overdue" : "chronic.worklist.no-readings", nil, "worklists", requestID,
+                on: connection)
             return entries
         }
     }
 
     func audit(
-        _ principal: Principal, _ action: String, _ resident: UUID?, _ resource: String, _ requestID: String?, on connection: PostgresConnection
+        _ principal: Principal, _ action: String, _ resident: UUID?, _ resource: String, _ requestID: String?,
+        on connection: PostgresConnection
     ) async throws {
         try await AuditTrail.append(
             AuditEvent(

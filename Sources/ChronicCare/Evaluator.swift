@@ -66,7 +66,8 @@ struct Evaluator: Sendable {
         var result: [UUID: [ActiveEnrolment]] = [:]
         for try await (id, resident, programme, facility, enrolled, due) in rows.decode((UUID, UUID, String, String, Date, Date?).self) {
             result[resident, default: []].append(
-                ActiveEnrolment(id: id, resident: resident, programme: programme, facility: facility, enrolledAt: enrolled, followUpDue: due))
+                ActiveEnrolment(
+                    id: id, resident: resident, programme: programme, facility: facility, enrolledAt: enrolled, followUpDue: due))
         }
         return result
     }
@@ -118,18 +119,18 @@ struct Evaluator: Sendable {
         for (resident, rows) in histories {
             guard let enrolments = enrolled[resident], let fresh = new[resident] else { continue }
             let readings = rows.map(\.reading)
-            let programmes = enrolments.map(\.programme)
+            let programmes = engine.rules(for: enrolments.map(\.programme))
             var firings: [Firing] = []
             readings.withUnsafeBufferPointer { buffer in
                 var sawLate = false
                 for (index, row) in rows.enumerated() where fresh.contains(row.id) {
-                    firings += engine.evaluate(history: buffer, at: index, programmes: programmes, now: nowSeconds)
+                    firings += engine.evaluate(history: buffer, at: index, rules: programmes, now: nowSeconds)
                     if index < rows.count - 1 { sawLate = true }
                 }
                 // A late reading may complete a window that ends at the latest reading.
                 if sawLate {
                     firings += engine.evaluate(
-                        history: buffer, at: rows.count - 1, programmes: programmes, now: nowSeconds, windowRulesOnly: true)
+                        history: buffer, at: rows.count - 1, rules: programmes, now: nowSeconds, windowRulesOnly: true)
                 }
             }
             for firing in firings {
@@ -181,7 +182,7 @@ struct Evaluator: Sendable {
                 INSERT INTO chronic_care.alerts AS a (id, resident_id, enrolment_id, programme, rule_id, rule_version, rule_set_version,
                                                       severity, facility, reading_ids)
                 SELECT id, resident, enrolment, programme, rule, version, \(engine.ruleSet.version), severity, facility,
-                       string_to_array(nullif(evidence, ''), ',')::uuid[]
+                       coalesce(string_to_array(nullif(evidence, ''), ',')::uuid[], '{}')
                 FROM input
                 ON CONFLICT (resident_id, rule_id) WHERE status <> 'closed' DO UPDATE
                     SET trigger_count = a.trigger_count + 1, last_triggered_at = now(),

@@ -118,7 +118,9 @@ public struct MonitoringWorker: Service {
                     var reading: Reading?
                     if let last, let type, let kind = ReadingType(rawValue: type) {
                         var values = Values()
-                        if let measure = kind.measure { values[measure] = 1 } else {
+                        if let measure = kind.measure {
+                            values[measure] = 1
+                        } else {
                             values[.systolic] = 1
                             values[.diastolic] = 1
                             values[.heartRate] = 1
@@ -126,7 +128,11 @@ public struct MonitoringWorker: Service {
                         reading = Reading(time: Int64(last), values: values)
                     }
                     found.append(
-                        (ActiveEnrolment(id: id, resident: resident, programme: programme, facility: facility, enrolledAt: enrolled, followUpDue: due), reading))
+                        (
+                            ActiveEnrolment(
+                                id: id, resident: resident, programme: programme, facility: facility, enrolledAt: enrolled, followUpDue: due
+                            ), reading
+                        ))
                 }
                 return found
             }
@@ -141,7 +147,8 @@ public struct MonitoringWorker: Service {
                 for firing in engine.sweep(history: reading.map { [$0] } ?? [], enrolment: state, now: seconds) {
                     drafts.append(
                         AlertDraft(
-                            resident: enrolment.resident, enrolment: enrolment.id, programme: enrolment.programme, rule: engine.rules[firing.rule],
+                            resident: enrolment.resident, enrolment: enrolment.id, programme: enrolment.programme,
+                            rule: engine.rules[firing.rule],
                             facility: enrolment.facility, evidence: []))
                 }
             }

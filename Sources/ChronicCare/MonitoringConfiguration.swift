@@ -18,10 +18,14 @@ public struct MonitoringConfiguration: Sendable {
             guard programme.code.range(of: "^[a-z0-9][a-z0-9-]{1,39}$", options: .regularExpression) != nil else {
                 throw ChronicCareError.ruleSet("programme code \(programme.code.prefix(40)) must be lowercase letters, digits and -")
             }
-            if let days = programme.followUpDays, days < 1 { throw ChronicCareError.ruleSet("programme \(programme.code): followUpDays must be positive") }
+            if let days = programme.followUpDays, days < 1 {
+                throw ChronicCareError.ruleSet("programme \(programme.code): followUpDays must be positive")
+            }
             do { prefixes[programme.code] = try programme.diagnosisPrefixes() } catch { throw ChronicCareError.ruleSet(error.description) }
         }
-        guard Set(programmes.map(\.code)).count == programmes.count else { throw ChronicCareError.ruleSet("a programme code is used twice") }
+        guard Set(programmes.map(\.code)).count == programmes.count else {
+            throw ChronicCareError.ruleSet("a programme code is used twice")
+        }
         do { try ruleSet.validate(programmes: Set(programmes.map(\.code))) } catch { throw ChronicCareError.ruleSet(error.description) }
         self.programmes = programmes
         self.engine = RuleEngine(ruleSet: ruleSet)
@@ -35,7 +39,8 @@ public struct MonitoringConfiguration: Sendable {
     /// Loads `programmes.json` and `chronic-rules.json` from `directory`.
     public static func load(directory: String) throws -> MonitoringConfiguration {
         let programmes = try decode(ProgrammeFile.self, path: directory + "/programmes.json").programmes
-        return try MonitoringConfiguration(programmes: programmes, ruleSet: try decode(RuleSet.self, path: directory + "/chronic-rules.json"))
+        return try MonitoringConfiguration(
+            programmes: programmes, ruleSet: try decode(RuleSet.self, path: directory + "/chronic-rules.json"))
     }
 
     static func decode<T: Decodable>(_ type: T.Type, path: String) throws -> T {
@@ -61,7 +66,8 @@ public struct MonitoringConfiguration: Sendable {
         switch error {
         case .dataCorrupted(let context): return path(context) + context.debugDescription
         case .keyNotFound(let key, let context): return path(context) + "\(key.stringValue) is required"
-        case .typeMismatch(_, let context), .valueNotFound(_, let context): return path(context) + "wrong type (\(context.debugDescription))"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return path(context) + "wrong type (\(context.debugDescription))"
         @unknown default: return "not readable"
         }
     }

@@ -135,7 +135,8 @@ public struct ReadingService: Sendable {
         var unit: String?
     }
 
-    public func ingest(_ batch: ReadingBatch, by principal: Principal, requestID: String?, now: Date = Date()) async throws -> IngestResult {
+    public func ingest(_ batch: ReadingBatch, by principal: Principal, requestID: String?, now: Date = Date()) async throws -> IngestResult
+    {
         switch principal.role {
         case .patient: try principal.require(scope: "self.write")
         case .his, .clinician: try principal.require(scope: "monitoring.write")
@@ -189,7 +190,8 @@ public struct ReadingService: Sendable {
         guard let type = ReadingType(rawValue: typeText) else {
             return .failure(
                 ReadingRejection(
-                    field: "type", reason: "\(typeText.prefix(30)) is not one of \(ReadingType.allCases.map(\.rawValue).joined(separator: ", "))"))
+                    field: "type",
+                    reason: "\(typeText.prefix(30)) is not one of \(ReadingType.allCases.map(\.rawValue).joined(separator: ", "))"))
         }
         guard let text = input.measuredAt else { return .failure(ReadingRejection(field: "measuredAt", reason: "is required")) }
         let time: (Date, Int)
@@ -277,7 +279,8 @@ public struct ReadingService: Sendable {
         var rows: [Accepted] = []
         for var reading in readings {
             guard let target = survivor[reading.resident] else {
-                outcomes[reading.index] = ReadingOutcome(index: reading.index, status: .rejected, field: "resident", reason: "no such resident")
+                outcomes[reading.index] = ReadingOutcome(
+                    index: reading.index, status: .rejected, field: "resident", reason: "no such resident")
                 continue
             }
             reading.resident = target
@@ -327,7 +330,8 @@ public struct ReadingService: Sendable {
     ) async throws -> (readings: [StoredReading], nextCursor: String?) {
         let resident = try ManagedAccess.uuid(text, "resident")
         if let type, ReadingType(rawValue: type) == nil {
-            throw ChronicCareError.invalid(field: "type", reason: "must be one of \(ReadingType.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ChronicCareError.invalid(
+                field: "type", reason: "must be one of \(ReadingType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         var afterTime: Double = .greatestFiniteMagnitude
         var afterID = UUID(uuidString: "ffffffff-ffff-ffff-ffff-ffffffffffff")!
@@ -346,7 +350,7 @@ public struct ReadingService: Sendable {
                        heart_rate, value, source, received_at
                 FROM chronic_care.readings
                 WHERE resident_id = \(resident) AND (\(type)::text IS NULL OR type = \(type))
-                  AND measured_at >= coalesce(\(from), '-infinity') AND measured_at <= coalesce(\(to), 'infinity')
+                  AND measured_at >= coalesce(\(from)::timestamptz, '-infinity') AND measured_at <= coalesce(\(to)::timestamptz, 'infinity')
                   AND (measured_at, id) < (to_timestamp(\(afterTime == .greatestFiniteMagnitude ? 1e11 : afterTime)), \(afterID))
                 ORDER BY measured_at DESC, id DESC LIMIT \(page.limit + 1)
                 """, logger: logger)
@@ -383,10 +387,13 @@ public struct ReadingService: Sendable {
         return try await client.withConnection { connection in
             let rows = try await connection.query(
                 "SELECT resident_id FROM chronic_care.readings WHERE id = \(id)", logger: logger)
-            guard let resident = try await rows.collect().first?.decode(UUID.self) else { throw ChronicCareError.notFound("reading \(text.prefix(40))") }
+            guard let resident = try await rows.collect().first?.decode(UUID.self) else {
+                throw ChronicCareError.notFound("reading \(text.prefix(40))")
+            }
             try await ManagedAccess.requireRead(principal, resident: resident, on: connection, logger: logger)
             let listed = try await list(
-                resident: resident.lowercased, type: nil, from: nil, to: nil, page: PageRequest(limit: 1), by: principal, requestID: requestID, id: id,
+                resident: resident.lowercased, type: nil, from: nil, to: nil, page: PageRequest(limit: 1), by: principal,
+                requestID: requestID, id: id,
                 on: connection)
             guard let reading = listed.first else { throw ChronicCareError.notFound("reading \(text.prefix(40))") }
             return reading

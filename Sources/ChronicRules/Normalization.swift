@@ -27,7 +27,11 @@ public enum ReadingType: String, Sendable, Codable, CaseIterable {
         case .bloodPressure: ["mmhg": (1, 0), "mm[hg]": (1, 0), "kpa": (7.500_62, 0)]
         case .heartRate: ["/min": (1, 0), "bpm": (1, 0), "{beats}/min": (1, 0), "次/分": (1, 0)]
         case .glucoseFasting, .glucoseRandom: ["mmol/l": (1, 0), "mg/dl": (1 / 18.016, 0)]
-        case .temperature: ["cel": (1, 0), "°c": (1, 0), "℃": (1, 0), "c": (1, 0), "[degf]": (5.0 / 9.0, -32 * 5.0 / 9.0), "°f": (5.0 / 9.0, -32 * 5.0 / 9.0)]
+        case .temperature:
+            [
+                "cel": (1, 0), "°c": (1, 0), "℃": (1, 0), "c": (1, 0), "[degf]": (5.0 / 9.0, -32 * 5.0 / 9.0),
+                "°f": (5.0 / 9.0, -32 * 5.0 / 9.0),
+            ]
         case .weight: ["kg": (1, 0), "g": (0.001, 0), "[lb_av]": (0.453_592_37, 0), "lb": (0.453_592_37, 0), "斤": (0.5, 0)]
         case .spo2: ["%": (1, 0)]
         }
@@ -95,7 +99,10 @@ public func normalize(_ type: ReadingType, _ raw: RawValues) -> Result<Values, R
     guard let (factor, offset) = type.units[unitText] else {
         return .failure(
             ReadingRejection(
-                field: "unit", reason: "\(String((raw.unit ?? "").prefix(20))) is not a unit for \(type.rawValue): use \(type.acceptedUnits.joined(separator: ", "))"))
+                field: "unit",
+                reason:
+                    "\(String((raw.unit ?? "").prefix(20))) is not a unit for \(type.rawValue): use \(type.acceptedUnits.joined(separator: ", "))"
+            ))
     }
     func converted(_ value: Double?, _ measure: Measure, field: String, required: Bool = true) -> Result<Double?, ReadingRejection> {
         guard let value else {
@@ -108,14 +115,18 @@ public func normalize(_ type: ReadingType, _ raw: RawValues) -> Result<Values, R
             return .failure(
                 ReadingRejection(
                     field: field,
-                    reason: "\(formatted(value)) \(raw.unit ?? type.defaultUnit) is not physiologically possible (\(formatted(range.lowerBound))–\(formatted(range.upperBound)) \(measure.unit))"))
+                    reason:
+                        "\(formatted(value)) \(raw.unit ?? type.defaultUnit) is not physiologically possible (\(formatted(range.lowerBound))–\(formatted(range.upperBound)) \(measure.unit))"
+                ))
         }
         return .success(stored)
     }
     var values = Values()
     switch type {
     case .bloodPressure:
-        guard raw.value == nil else { return .failure(ReadingRejection(field: "value", reason: "a blood pressure is sent as systolic and diastolic")) }
+        guard raw.value == nil else {
+            return .failure(ReadingRejection(field: "value", reason: "a blood pressure is sent as systolic and diastolic"))
+        }
         let systolic: Double?
         let diastolic: Double?
         switch converted(raw.systolic, .systolic, field: "systolic") {

@@ -32,7 +32,8 @@ public struct Programme: Sendable, Equatable, Decodable {
                 continue
             }
             let (low, high) = (parts[0], parts[1])
-            guard low.first == high.first, low.count == 3, high.count == 3, let from = Int(low.dropFirst()), let to = Int(high.dropFirst()), from <= to
+            guard low.first == high.first, low.count == 3, high.count == 3, let from = Int(low.dropFirst()), let to = Int(high.dropFirst()),
+                from <= to
             else {
                 throw RuleSetError(rule: nil, "programme \(code): a range runs between categories of one letter (I10-I15)")
             }

@@ -42,6 +42,7 @@ public struct MeasureSet: Sendable, Equatable, Hashable {
     }
 
     public mutating func insert(_ measure: Measure) { bits |= 1 << UInt8(measure.slot) }
+    public mutating func remove(_ measure: Measure) { bits &= ~(1 << UInt8(measure.slot)) }
     public func contains(_ measure: Measure) -> Bool { bits & (1 << UInt8(measure.slot)) != 0 }
     public func intersects(_ other: MeasureSet) -> Bool { bits & other.bits != 0 }
     public var isEmpty: Bool { bits == 0 }
@@ -84,7 +85,7 @@ public struct Values: Sendable, Equatable {
             case 6: storage.6 = newValue
             default: storage.7 = newValue
             }
-            if !newValue.isNaN { present.insert(measure) }
+            if newValue.isNaN { present.remove(measure) } else { present.insert(measure) }
         }
     }
 

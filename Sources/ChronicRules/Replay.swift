@@ -53,7 +53,8 @@ extension RuleEngine {
             openUntil[firing.rule] = time + closeAfter
             raised.append(ReplayedAlert(rule: firing.rule, raisedAt: time, evidence: firing.evidence))
         }
-        let programmes = enrolments.map(\.programme)
+        let allRules = rules(for: enrolments.map(\.programme))
+        let lastEnrolment = enrolments.map(\.enrolledAt).max() ?? .min
         let step = Int64(max(1, options.sweepEveryHours)) * 3600
         var nextSweep = from + step
         history.withUnsafeBufferPointer { buffer in
@@ -64,7 +65,7 @@ extension RuleEngine {
                     // The sweep sees only what was measured before it ran.
                     var end = index
                     while end > 0 && buffer[end - 1].time > nextSweep { end -= 1 }
-                    let seen = Array(buffer[0..<end])
+                    let seen = UnsafeBufferPointer(rebasing: buffer[0..<end])
                     for enrolment in enrolments where enrolment.enrolledAt <= nextSweep {
                         for firing in self.sweep(history: seen, enrolment: enrolment.state(at: nextSweep), now: nextSweep) {
                             fire(firing, at: nextSweep)
@@ -76,8 +77,9 @@ extension RuleEngine {
             while index < buffer.count && buffer[index].time <= to {
                 sweep(until: buffer[index].time)
                 let time = buffer[index].time
-                let active = programmes.enumerated().filter { enrolments[$0.offset].enrolledAt <= time }.map(\.element)
-                for firing in evaluate(history: buffer, at: index, programmes: active, now: time) {
+                let active =
+                    time >= lastEnrolment ? allRules : rules(for: enrolments.filter { $0.enrolledAt <= time }.map(\.programme))
+                for firing in evaluate(history: buffer, at: index, rules: active, now: time) {
                     fire(firing, at: time)
                 }
                 index += 1

@@ -111,21 +111,25 @@ extension Condition: Decodable {
 
 extension Rule: Decodable {
     enum CodingKeys: String, CodingKey {
-        case id, version, programme, severity, message, when, enabled
+        case id, version, programme, severity, message, when, enabled, group
     }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let id = try container.decode(String.self, forKey: .id)
-        guard id.utf8.count <= 64, !id.isEmpty, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") })
+        guard id.utf8.count <= 64, !id.isEmpty,
+            id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") })
         else {
             throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "rule ids are 1–64 letters, digits, - _ .")
         }
         self.init(
             id: id, version: try container.decodeIfPresent(Int.self, forKey: .version) ?? 1,
-            programme: try container.decode(String.self, forKey: .programme), severity: try container.decode(Severity.self, forKey: .severity),
-            message: try container.decode(LocalizedMessage.self, forKey: .message), condition: try container.decode(Condition.self, forKey: .when),
-            enabled: try container.decodeIfPresent(Bool.self, forKey: .enabled) ?? true)
+            programme: try container.decode(String.self, forKey: .programme),
+            severity: try container.decode(Severity.self, forKey: .severity),
+            message: try container.decode(LocalizedMessage.self, forKey: .message),
+            condition: try container.decode(Condition.self, forKey: .when),
+            enabled: try container.decodeIfPresent(Bool.self, forKey: .enabled) ?? true,
+            group: try container.decodeIfPresent(String.self, forKey: .group))
     }
 }
 
@@ -144,7 +148,8 @@ extension RuleSet: Decodable {
                     forKey: .escalation, in: container, debugDescription: "unknown severity \(name.prefix(20))")
             }
             guard rule.afterMinutes >= 1 else {
-                throw DecodingError.dataCorruptedError(forKey: .escalation, in: container, debugDescription: "afterMinutes must be at least 1")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .escalation, in: container, debugDescription: "afterMinutes must be at least 1")
             }
             bySeverity[severity] = rule
         }
@@ -167,6 +172,8 @@ extension RuleSet: Decodable {
                 throw RuleSetError(rule: rule.id, "a rule is decided either by readings or by the sweep, not both")
             }
         }
-        guard staleAfterHours >= 1, historyDays >= 1 else { throw RuleSetError(rule: nil, "staleAfterHours and historyDays must be positive") }
+        guard staleAfterHours >= 1, historyDays >= 1 else {
+            throw RuleSetError(rule: nil, "staleAfterHours and historyDays must be positive")
+        }
     }
 }

@@ -124,6 +124,9 @@ public struct Rule: Sendable, Equatable {
     public var message: LocalizedMessage
     public var condition: Condition
     public var enabled: Bool
+    /// Rules that say the same thing from different programmes (hypertension's and coronary
+    /// heart disease's urgent blood pressure): one reading raises only the first that fires.
+    public var group: String?
     /// Cached from `condition`: the measures a reading must carry to be worth evaluating.
     public let measures: MeasureSet
     public let needsSweep: Bool
@@ -131,7 +134,7 @@ public struct Rule: Sendable, Equatable {
 
     public init(
         id: String, version: Int = 1, programme: String, severity: Severity, message: LocalizedMessage, condition: Condition,
-        enabled: Bool = true
+        enabled: Bool = true, group: String? = nil
     ) {
         self.id = id
         self.version = version
@@ -140,6 +143,7 @@ public struct Rule: Sendable, Equatable {
         self.message = message
         self.condition = condition
         self.enabled = enabled
+        self.group = group
         measures = condition.measures
         needsSweep = condition.needsSweep
         looksBack = condition.looksBack

@@ -208,7 +208,8 @@ public struct Configuration: Sendable {
         configuration.rulesDirectory = text("QIANYUN_RULES_DIRECTORY")
         configuration.monitorIntervalSeconds =
             try integer("QIANYUN_MONITOR_INTERVAL_SECONDS", 1...3600) ?? configuration.monitorIntervalSeconds
-        configuration.sweepIntervalSeconds = try integer("QIANYUN_SWEEP_INTERVAL_SECONDS", 10...86_400) ?? configuration.sweepIntervalSeconds
+        configuration.sweepIntervalSeconds =
+            try integer("QIANYUN_SWEEP_INTERVAL_SECONDS", 10...86_400) ?? configuration.sweepIntervalSeconds
         if let schema = text("QIANYUN_CDA_SCHEMA") {
             guard FileManager.default.isReadableFile(atPath: schema) else {
                 throw ConfigurationError("QIANYUN_CDA_SCHEMA", "cannot read \(schema)")

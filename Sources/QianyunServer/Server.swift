@@ -125,7 +125,8 @@ public enum QianyunServer {
             relationshipDays: configuration.relationshipDays, limits: XMLLimits(maximumBytes: configuration.maximumDocumentBytes),
             logger: logger)
         let reader = RecordReader(client: postgres, registry: residents, relationshipDays: configuration.relationshipDays, logger: logger)
-        let monitoring = try MonitoringConfiguration.load(directory: configuration.rulesDirectory ?? configuration.schemasDirectory + "/rules")
+        let monitoring = try MonitoringConfiguration.load(
+            directory: configuration.rulesDirectory ?? configuration.schemasDirectory + "/rules")
         let readings = ReadingService(client: postgres, registry: residents, configuration: monitoring, logger: logger)
         let alerts = AlertService(client: postgres, registry: residents, configuration: monitoring, logger: logger)
         let monitor = MonitoringWorker(

@@ -81,17 +81,19 @@ struct Population: Sendable {
         let heartDisease = programmes.contains(ProgrammeCode.heartDisease)
         let adherence = dense ? Adherence.daily : Adherence(rawValue: random.pick(Self.adherenceShares))!
 
-        // The resident's usual home values under treatment.
+        // The resident's usual home values under treatment. Home pressures run below clinic ones:
+        // N(132, 12) rather than a clinic's N(138, 14) leaves about two thirds of hypertensives
+        // controlled at home, and N(6.8, 1.3) mmol/L about half of diabetics.
         var systolicBase = random.normal(132, 12).clamped(102...185)
         if !hypertension { systolicBase -= 6 }
         let diastolicBase = (80 + 0.4 * (systolicBase - 132) + random.normal(0, 6)).clamped(55...112)
-        let heartRateBase = heartDisease ? random.normal(68, 8).clamped(53...105) : random.normal(74, 10).clamped(52...110)
-        let glucoseBase = random.normal(6.9, 1.4).clamped(4.8...14)
+        let heartRateBase = heartDisease ? random.normal(68, 7).clamped(56...105) : random.normal(74, 10).clamped(55...110)
+        let glucoseBase = random.normal(6.8, 1.3).clamped(5.2...14)
         let spo2Base = random.normal(97, 1.2).clamped(93.5...99.5)
         let weightBase = random.normal(68, 11).clamped(40...120)
         let dayDeviation = random.uniform(3, 6)
         let badWeeksPerYear = random.uniform(0.5, 3)
-        let bloodPressureCrisesPerYear = systolicBase > 150 ? 0.8 : 0.1
+        let bloodPressureCrisesPerYear = systolicBase > 150 ? 0.4 : 0.1
         let hyperglycaemiaPerYear = glucoseBase > 9 ? 1.0 : 0.05
         let hypoglycaemiaPerYear = random.chance(0.25) ? 1.5 : 0.1  // on insulin or a sulfonylurea, or not
         let arrhythmiaPerYear = 0.4
@@ -120,22 +122,24 @@ struct Population: Sendable {
         var history: [Reading] = []
         history.reserveCapacity(max(0, days - firstDay) * (hypertension ? 2 : 1) + (diabetes ? days : 0))
         var drift = random.normal(0, 3)
-        var glucoseDrift = random.normal(0, 0.4)
+        var glucoseDrift = random.normal(0, 0.05)
         var badDaysLeft = 0
         for day in firstDay..<days {
             let midnight = from + Int64(day) * 86_400
             func at(_ earliest: Double, _ latest: Double) -> Int64 {
                 midnight + Int64(random.uniform(earliest, latest) * 3600)
             }
-            func append(_ time: Int64, _ pairs: [Measure: Double]) {
-                history.append(Reading(time: time, utcOffset: Self.utcOffset, values: Values(pairs)))
+            func append(_ time: Int64, _ pairs: KeyValuePairs<Measure, Double>) {
+                var values = Values()
+                for (measure, value) in pairs { values[measure] = value }
+                history.append(Reading(time: time, utcOffset: Self.utcOffset, values: values))
             }
 
             // Winter pressures run higher (peak mid-January), and everyone drifts slowly.
             let dayOfYear = Double(((day % 365) + 365) % 365)
             let season = cos(2 * Double.pi * (dayOfYear - 15) / 365.25)
             drift = 0.95 * drift + random.normal(0, 1)
-            glucoseDrift = 0.95 * glucoseDrift + random.normal(0, 0.12)
+            glucoseDrift = 0.95 * glucoseDrift + random.normal(0, 0.016)
             if badDaysLeft > 0 {
                 badDaysLeft -= 1
             } else if random.chance(badWeeksPerYear / 365) {
@@ -145,7 +149,8 @@ struct Population: Sendable {
             let dayNoise = random.normal(0, dayDeviation)
             let systolicDay = systolicBase + 4 * season + drift + dayNoise + (bad ? 15 : 0)
             let diastolicDay = diastolicBase + 2 * season + 0.5 * drift + 0.5 * dayNoise + random.normal(0, 2) + (bad ? 7 : 0)
-            let glucoseDay = glucoseBase + glucoseDrift + random.normal(0, 0.6) + (bad ? 2 : 0)
+            // Glucose varies in proportion to its level (about 8% from day to day).
+            let glucoseDay = glucoseBase * exp(glucoseDrift + random.normal(0, 0.07)) + (bad ? 2 : 0)
             let bloodPressureCrisis = (hypertension || heartDisease) && random.chance(bloodPressureCrisesPerYear / 365)
             let hyperglycaemia = diabetes && random.chance(hyperglycaemiaPerYear / 365)
             let hypoglycaemia = diabetes && random.chance(hypoglycaemiaPerYear / 365)
@@ -180,7 +185,7 @@ struct Population: Sendable {
                 case .dropOut: (0.9, 0.5, 0.9)
                 }
             if diabetes && (random.chance(slots.glucose) || hyperglycaemia) {
-                var value = glucoseDay + random.normal(0, 0.3)
+                var value = glucoseDay * exp(random.normal(0, 0.04))
                 if hyperglycaemia { value = 16.7 + abs(random.normal(0, 2.5)) }
                 append(at(6, 7), [.fastingGlucose: (value.clamped(3.0...30) * 10).rounded() / 10])
             }
@@ -196,7 +201,7 @@ struct Population: Sendable {
                     }
                     systolic = systolic.clamped(85...260).rounded()
                     diastolic = min(diastolic.clamped(40...150), systolic - 15).rounded()
-                    let pulse = arrhythmia ? random.uniform(121, 150) : heartRate + random.normal(0, 5)
+                    let pulse = arrhythmia ? random.uniform(121, 150) : heartRate + random.normal(0, 4)
                     append(time, [.systolic: systolic, .diastolic: diastolic, .heartRate: pulse.clamped(35...190).rounded()])
                 }
                 if random.chance(slots.morning) || bloodPressureCrisis || arrhythmia {
@@ -240,6 +245,7 @@ struct Population: Sendable {
         let enrolments = programmes.map { code in
             ReplayEnrolment(programme: code, enrolledAt: enrolledAt, followUpDays: followUpDays[code], followUps: visits)
         }
-        return SyntheticResident(programmes: programmes, adherence: adherence, history: history, enrolments: enrolments, followUps: followUps)
+        return SyntheticResident(
+            programmes: programmes, adherence: adherence, history: history, enrolments: enrolments, followUps: followUps)
     }
 }

@@ -36,7 +36,10 @@ import Testing
     }
 
     @Test func thresholdsHoldAtTheirBoundaryAndNotBelow() {
-        let engine = Self.engine([("high", Self.high), ("urgent", .any([.threshold(.systolic, .greaterOrEqual, 180), .threshold(.diastolic, .greaterOrEqual, 110)]))])
+        let engine = Self.engine([
+            ("high", Self.high),
+            ("urgent", .any([.threshold(.systolic, .greaterOrEqual, 180), .threshold(.diastolic, .greaterOrEqual, 110)])),
+        ])
         #expect(fired(engine, [Self.bp(140, 80, at: Self.start)]) == ["high"])
         #expect(fired(engine, [Self.bp(139, 90, at: Self.start)]) == ["high"])
         #expect(fired(engine, [Self.bp(139, 89, at: Self.start)]).isEmpty)
@@ -72,7 +75,10 @@ import Testing
 
         // Within days: two high readings within 7 days, the third older.
         let weekly = Self.engine([("2in7", .count(of: Self.high, atLeast: 2, lastReadings: nil, withinDays: 7))])
-        let spread = [Self.bp(150, 95, at: Self.start), Self.bp(150, 95, at: Self.start + 8 * Self.day), Self.bp(150, 95, at: Self.start + 9 * Self.day)]
+        let spread = [
+            Self.bp(150, 95, at: Self.start), Self.bp(150, 95, at: Self.start + 8 * Self.day),
+            Self.bp(150, 95, at: Self.start + 9 * Self.day),
+        ]
         #expect(fired(weekly, spread, at: 1).isEmpty)
         #expect(fired(weekly, spread, at: 2) == ["2in7"])
         // Exactly seven days back is outside the window (it is the window's open end).
@@ -91,7 +97,9 @@ import Testing
         // A gap day breaks the run.
         #expect(fired(engine, [Self.bp(150, 95, at: Self.start), Self.bp(150, 95, at: Self.start + 2 * Self.day)]).isEmpty)
         // A day with a normal reading as well as a high one still counts as a high day.
-        let mixed = [Self.bp(150, 95, at: Self.start), Self.bp(120, 80, at: Self.start + 3600), Self.bp(151, 96, at: Self.start + Self.day)]
+        let mixed = [
+            Self.bp(150, 95, at: Self.start), Self.bp(120, 80, at: Self.start + 3600), Self.bp(151, 96, at: Self.start + Self.day),
+        ]
         #expect(fired(engine, mixed) == ["2days"])
         // A day with only normal readings does not.
         let normal = [Self.bp(120, 80, at: Self.start), Self.bp(151, 96, at: Self.start + Self.day)]
@@ -142,14 +150,17 @@ import Testing
         let enrolled = Self.start
         let history = [Self.bp(130, 80, at: Self.start + Self.day), Self.glucose(6, at: Self.start + 20 * Self.day)]
         func sweep(_ now: Int64, due: Int64? = nil) -> [String] {
-            engine.sweep(history: history, enrolment: EnrolmentState(programme: "hypertension", enrolledAt: enrolled, followUpDue: due), now: now)
-                .map { engine.rules[$0.rule].id }
+            engine.sweep(
+                history: history, enrolment: EnrolmentState(programme: "hypertension", enrolledAt: enrolled, followUpDue: due), now: now
+            )
+            .map { engine.rules[$0.rule].id }
         }
         // Fourteen days after the last blood pressure exactly: silent. The glucose does not count.
         #expect(sweep(Self.start + 15 * Self.day - 1).isEmpty)
         #expect(sweep(Self.start + 15 * Self.day) == ["silent"])
         // With no reading at all, the clock starts at enrolment.
-        let none = engine.sweep(history: [], enrolment: EnrolmentState(programme: "hypertension", enrolledAt: enrolled), now: enrolled + 13 * Self.day)
+        let none = engine.sweep(
+            history: [], enrolment: EnrolmentState(programme: "hypertension", enrolledAt: enrolled), now: enrolled + 13 * Self.day)
         #expect(none.isEmpty)
         #expect(sweep(Self.start + 10 * Self.day, due: Self.start + 10 * Self.day).isEmpty)
         #expect(sweep(Self.start + 10 * Self.day + 1, due: Self.start + 10 * Self.day) == ["overdue"])
@@ -161,11 +172,53 @@ import Testing
 
     @Test func combinationsNeedAllOrAny() {
         let engine = Self.engine([
-            ("both", .all([.threshold(.systolic, .greaterOrEqual, 140), .count(of: Self.high, atLeast: 2, lastReadings: 3, withinDays: nil)]))
+            (
+                "both",
+                .all([.threshold(.systolic, .greaterOrEqual, 140), .count(of: Self.high, atLeast: 2, lastReadings: 3, withinDays: nil)])
+            )
         ])
         #expect(fired(engine, [Self.bp(150, 80, at: Self.start)]).isEmpty)
         #expect(fired(engine, [Self.bp(150, 80, at: Self.start), Self.bp(150, 80, at: Self.start + 60)]) == ["both"])
         #expect(fired(engine, [Self.bp(150, 80, at: Self.start), Self.bp(130, 95, at: Self.start + 60)]).isEmpty)
+    }
+
+    @Test func evidenceOfAFailedCombinationIsDropped() {
+        // any(all(3 of 5 high, diastolic < 60), diastolic ≥ 90): the `all` fails on its second part,
+        // so only the reading that met the second branch is evidence.
+        let condition = Condition.any([
+            .all([
+                .count(of: .threshold(.systolic, .greaterOrEqual, 140), atLeast: 3, lastReadings: 5, withinDays: nil),
+                .threshold(.diastolic, .less, 60),
+            ]),
+            .threshold(.diastolic, .greaterOrEqual, 90),
+        ])
+        let engine = Self.engine([("r", condition)])
+        let history = (0..<3).map { Self.bp(150, 80, at: Self.start + Int64($0) * 60) } + [Self.bp(150, 95, at: Self.start + 600)]
+        let firing = engine.evaluate(history: history, at: 3, programmes: ["hypertension"], now: history[3].time)
+        #expect(firing.map(\.evidence) == [[3]])
+    }
+
+    @Test func oneReadingRaisesOneRuleOfAGroup() throws {
+        let urgent = Condition.threshold(.systolic, .greaterOrEqual, 180)
+        let engine = RuleEngine(
+            ruleSet: RuleSet(
+                version: "g",
+                rules: [
+                    Rule(
+                        id: "htn", programme: "hypertension", severity: .urgent, message: .init(zh: "z", en: "e"), condition: urgent,
+                        group: "bp"),
+                    Rule(id: "chd", programme: "chd", severity: .urgent, message: .init(zh: "z", en: "e"), condition: urgent, group: "bp"),
+                    Rule(id: "other", programme: "chd", severity: .high, message: .init(zh: "z", en: "e"), condition: urgent),
+                ]))
+        let history = [Self.bp(185, 100, at: Self.start)]
+        let both = engine.evaluate(history: history, at: 0, programmes: ["chd", "hypertension"], now: Self.start)
+        #expect(both.map { engine.rules[$0.rule].id } == ["htn", "other"])
+        let chdOnly = engine.evaluate(history: history, at: 0, programmes: ["chd"], now: Self.start)
+        #expect(chdOnly.map { engine.rules[$0.rule].id } == ["chd", "other"])
+        // Setting a measure back to NaN removes it from the reading.
+        var values = Values([.systolic: 120])
+        values[.systolic] = .nan
+        #expect(values.present.isEmpty)
     }
 
     @Test func theReplayRaisesOnceWhileAnAlertWouldBeOpen() {
@@ -225,7 +278,8 @@ import Testing
 
     @Test func theShippedRuleFilesLoadAndBadRulesAreNamed() throws {
         let directory = TestDatabase.schemasDirectory + "/rules"
-        let ruleSet = try JSONDecoder().decode(RuleSet.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/chronic-rules.json")))
+        let ruleSet = try JSONDecoder().decode(
+            RuleSet.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/chronic-rules.json")))
         struct File: Decodable { var programmes: [Programme] }
         let programmes = try JSONDecoder().decode(File.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/programmes.json")))
             .programmes
@@ -252,10 +306,15 @@ import Testing
             #"{"version":"x","rules":[{"id":"r1","programme":"\#(programme)","severity":"high","message":{"zh":"z","en":"e"},"when":\#(when)}]}"#
         }
         #expect(decode(rule(#"{"threshold":{"measure":"systolic","op":">=","value":140}}"#)) == nil)
-        #expect(decode(rule(#"{"count":{"of":{"trend":{"measure":"systolic","days":7,"risesBy":5}},"atLeast":1,"lastReadings":2}}"#))?.contains("count.of") == true)
+        #expect(
+            decode(rule(#"{"count":{"of":{"trend":{"measure":"systolic","days":7,"risesBy":5}},"atLeast":1,"lastReadings":2}}"#))?.contains(
+                "count.of") == true)
         #expect(decode(rule(#"{"threshold":{"measure":"sugar","op":">=","value":1}}"#)) != nil)
         #expect(decode(rule(#"{"sometimes":{}}"#))?.contains("unknown condition") == true)
-        #expect(decode(rule(#"{"threshold":{"measure":"systolic","op":">=","value":140}}"#, programme: "asthma"))?.contains("rule r1") == true)
-        #expect(decode(rule(#"{"all":[{"absence":{"days":14}},{"threshold":{"measure":"systolic","op":">=","value":140}}]}"#))?.contains("not both") == true)
+        #expect(
+            decode(rule(#"{"threshold":{"measure":"systolic","op":">=","value":140}}"#, programme: "asthma"))?.contains("rule r1") == true)
+        #expect(
+            decode(rule(#"{"all":[{"absence":{"days":14}},{"threshold":{"measure":"systolic","op":">=","value":140}}]}"#))?.contains(
+                "not both") == true)
     }
 }
