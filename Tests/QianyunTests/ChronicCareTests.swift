@@ -157,8 +157,12 @@ extension TestApp {
             _ = try await resident.send([MonitoredResident.bp(id, 152, 96, hoursAgo: 4)])
             // One open alert per resident per rule; the second firing joined the first.
             #expect(try await app.count("SELECT count(*) FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'") == 1)
-            #expect(try await app.count("SELECT coalesce((SELECT trigger_count FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'), -1)") == 2)
-            #expect(try await app.count("SELECT coalesce((SELECT cardinality(reading_ids) FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'), -1)") == 2)
+            #expect(
+                try await app.count("SELECT coalesce((SELECT trigger_count FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'), -1)")
+                    == 2)
+            #expect(
+                try await app.count(
+                    "SELECT coalesce((SELECT cardinality(reading_ids) FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'), -1)") == 2)
 
             let urgent = try await resident.send([MonitoredResident.bp(id, 185, 112, hoursAgo: 1)])
             let raised = try #require((urgent.json["alerts"] as? [[String: Any]])?.first { $0["rule"] as? String == "htn-bp-urgent" })
@@ -249,10 +253,14 @@ extension TestApp {
             }
             #expect(try await app.count("SELECT count(*) FROM chronic_care.readings") == 12)
             #expect(try await app.count("SELECT count(*) FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'") == 1)
-            #expect(try await app.count("SELECT coalesce((SELECT trigger_count FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'), -1)") == 12)
+            #expect(
+                try await app.count("SELECT coalesce((SELECT trigger_count FROM chronic_care.alerts WHERE rule_id = 'htn-bp-high'), -1)")
+                    == 12)
             // Whatever order they committed in, the later batches saw the earlier ones: 3 of 5 fired.
             #expect(try await app.count("SELECT count(*) FROM chronic_care.alerts WHERE rule_id = 'htn-bp-3-of-5'") == 1)
-            #expect(try await app.count("SELECT coalesce((SELECT trigger_count FROM chronic_care.alerts WHERE rule_id = 'htn-bp-3-of-5'), -1)") >= 10)
+            #expect(
+                try await app.count("SELECT coalesce((SELECT trigger_count FROM chronic_care.alerts WHERE rule_id = 'htn-bp-3-of-5'), -1)")
+                    >= 10)
         }
     }
 
@@ -367,6 +375,24 @@ extension TestApp {
             #expect(try await app.request(.post, "/api/v1/rules/sweep", token: resident.c1).status == .forbidden)
             // Every read left an audit row, none with the identity number.
             #expect(try await app.count("SELECT count(*) FROM access.audit_log WHERE action = 'chronic.readings.read'") >= 1)
+        }
+    }
+
+    @Test func aDiagnosisInAClinicalDocumentEnrolsTheResident() async throws {
+        try await withTestApp(Self.overrides.merging(DocumentTests.schemaOverrides) { $1 }) { app in
+            try await app.addFacilities("H1")
+            let his = try await app.token(role: .his, facility: "H1")
+            let filed = try await app.submit(his, CDASamples.document(patientId: DocumentTests.patient))
+            #expect(filed.status == .created)
+            // The sample's E11.9 (type 2 diabetes) enrols; with no clinic around, the diagnosing hospital manages.
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM chronic_care.enrolments WHERE programme = 'type2-diabetes' AND source = 'diagnosis' AND facility = 'H1'"
+                )
+                    == 1)
+            // The same document again files nothing and enrols nobody twice.
+            _ = try await app.submit(his, CDASamples.document(patientId: DocumentTests.patient))
+            #expect(try await app.count("SELECT count(*) FROM chronic_care.enrolments") == 1)
         }
     }
 
