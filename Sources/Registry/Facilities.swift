@@ -22,6 +22,9 @@ public struct Facility: Sendable, Codable, Equatable {
     /// GB/T 2260 six-digit administrative division.
     public var division: String
     public var active: Bool
+    /// The lead hospital of the facility's medical consortium (医联体), where a clinic's urgent
+    /// chronic-disease alerts escalate.
+    public var supervisor: String?
 }
 
 /// What an admin sends to register a facility. `level` takes the grade (`tertiary`, `secondary`,
@@ -33,14 +36,19 @@ public struct FacilityDraft: Sendable, Decodable {
     public var primaryKind: String?
     public var division: String
     public var active: Bool?
+    public var supervisor: String?
 
-    public init(code: String, name: String, level: String, primaryKind: String? = nil, division: String, active: Bool? = nil) {
+    public init(
+        code: String, name: String, level: String, primaryKind: String? = nil, division: String, active: Bool? = nil,
+        supervisor: String? = nil
+    ) {
         self.code = code
         self.name = name
         self.level = level
         self.primaryKind = primaryKind
         self.division = division
         self.active = active
+        self.supervisor = supervisor
     }
 }
 
@@ -51,6 +59,8 @@ public struct FacilityPatch: Sendable, Decodable {
     public var primaryKind: String?
     public var division: String?
     public var active: Bool?
+    /// A facility code; "" removes the supervisor.
+    public var supervisor: String?
 
     public init(name: String? = nil, level: String? = nil, primaryKind: String? = nil, division: String? = nil, active: Bool? = nil) {
         self.name = name
@@ -110,13 +120,18 @@ public struct FacilityDirectory: Sendable {
         return try await client.transaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
-                INSERT INTO registry.facilities (code, name, level, primary_kind, division, active)
+                INSERT INTO registry.facilities (code, name, level, primary_kind, division, active, supervisor)
                 VALUES (\(facility.code), \(facility.name), \(facility.level.rawValue), \(facility.primaryKind?.rawValue),
-                        \(facility.division), \(facility.active))
-                ON CONFLICT (code) DO NOTHING RETURNING code
+                        \(facility.division), \(facility.active),
+                        (SELECT code FROM registry.facilities WHERE code = \(facility.supervisor)))
+                ON CONFLICT (code) DO NOTHING RETURNING code, supervisor
                 """, logger: logger
             ).collect()
-            guard !rows.isEmpty else { throw RegistryError.duplicate("facility \(facility.code)") }
+            guard let row = rows.first else { throw RegistryError.duplicate("facility \(facility.code)") }
+            let (_, supervisor) = try row.decode((String, String?).self)
+            if facility.supervisor != nil, supervisor == nil {
+                throw RegistryError.invalid(field: "supervisor", reason: "\(facility.supervisor!.prefix(32)) is not a registered facility")
+            }
             try await AuditTrail.append(
                 AuditEvent(
                     principal: principal, action: "facility.create", resource: "facility/\(facility.code)", purpose: "administration",
@@ -135,14 +150,23 @@ public struct FacilityDirectory: Sendable {
                 code: current.code, name: patch.name ?? current.name,
                 level: patch.level ?? current.primaryKind?.rawValue ?? current.level.rawValue,
                 primaryKind: patch.primaryKind, division: patch.division ?? current.division,
-                active: patch.active ?? current.active)
+                active: patch.active ?? current.active,
+                supervisor: patch.supervisor.map { $0.isEmpty ? nil : $0 } ?? current.supervisor)
             if patch.level != nil, patch.primaryKind == nil { draft.primaryKind = nil }
             let updated = try Self.validate(draft)
+            if let supervisor = updated.supervisor, supervisor != current.supervisor {
+                let found = try await connection.query(
+                    "SELECT 1 FROM registry.facilities WHERE code = \(supervisor)", logger: logger
+                ).collect()
+                guard !found.isEmpty else {
+                    throw RegistryError.invalid(field: "supervisor", reason: "\(supervisor.prefix(32)) is not a registered facility")
+                }
+            }
             try await connection.query(
                 """
                 UPDATE registry.facilities SET name = \(updated.name), level = \(updated.level.rawValue),
                     primary_kind = \(updated.primaryKind?.rawValue), division = \(updated.division),
-                    active = \(updated.active), updated_at = now()
+                    active = \(updated.active), supervisor = \(updated.supervisor), updated_at = now()
                 WHERE code = \(code)
                 """, logger: logger)
             try await AuditTrail.append(
@@ -169,7 +193,7 @@ public struct FacilityDirectory: Sendable {
         let divisionPattern = filter.division.map { $0 + "%" }
         let rows = try await client.query(
             """
-            SELECT code, name, level, primary_kind, division, active FROM registry.facilities
+            SELECT code, name, level, primary_kind, division, active, supervisor FROM registry.facilities
             WHERE (\(page.after)::text IS NULL OR code > \(page.after))
               AND (\(divisionPattern)::text IS NULL OR division LIKE \(divisionPattern))
               AND (\(filter.level?.rawValue)::text IS NULL OR level = \(filter.level?.rawValue))
@@ -185,7 +209,8 @@ public struct FacilityDirectory: Sendable {
         let lock = forUpdate ? " FOR UPDATE" : ""
         let rows = try await connection.query(
             PostgresQuery(
-                unsafeSQL: "SELECT code, name, level, primary_kind, division, active FROM registry.facilities WHERE code = $1" + lock,
+                unsafeSQL: "SELECT code, name, level, primary_kind, division, active, supervisor FROM registry.facilities WHERE code = $1"
+                    + lock,
                 binds: {
                     var binds = PostgresBindings()
                     binds.append(code)
@@ -198,10 +223,11 @@ public struct FacilityDirectory: Sendable {
     }
 
     static func facility(from row: PostgresRow) throws -> Facility {
-        let (code, name, level, kind, division, active) = try row.decode((String, String, String, String?, String, Bool).self)
+        let (code, name, level, kind, division, active, supervisor) = try row.decode(
+            (String, String, String, String?, String, Bool, String?).self)
         return Facility(
             code: code, name: name, level: Facility.Level(rawValue: level) ?? .primary,
-            primaryKind: kind.flatMap(Facility.PrimaryKind.init(rawValue:)), division: division, active: active)
+            primaryKind: kind.flatMap(Facility.PrimaryKind.init(rawValue:)), division: division, active: active, supervisor: supervisor)
     }
 
     /// GB/T 2260 province-level prefixes (mainland, Hong Kong, Macao, Taiwan).
@@ -247,7 +273,12 @@ public struct FacilityDirectory: Sendable {
         guard provinces.contains(String(division.prefix(2))) else {
             throw .invalid(field: "division", reason: "\(division.prefix(2)) is not a GB/T 2260 province code")
         }
-        return Facility(code: code, name: name, level: level, primaryKind: kind, division: division, active: draft.active ?? true)
+        if let supervisor = draft.supervisor, supervisor == code {
+            throw .invalid(field: "supervisor", reason: "a facility cannot supervise itself")
+        }
+        return Facility(
+            code: code, name: name, level: level, primaryKind: kind, division: division, active: draft.active ?? true,
+            supervisor: draft.supervisor)
     }
 }
 

@@ -396,6 +396,27 @@ extension TestApp {
         }
     }
 
+    @Test func aClinicNamesTheHospitalItsAlertsEscalateTo() async throws {
+        try await withTestApp(Self.overrides) { app in
+            let admin = try await app.token(role: .admin)
+            let hospital = #"{"code":"H7","name":"贵州医科大学附属医院","level":"tertiary","division":"520102"}"#
+            #expect(try await app.request(.post, "/api/v1/facilities", token: admin, json: hospital).status == .created)
+            let clinic = #"{"code":"C7","name":"社区卫生服务中心","level":"community","division":"520102","supervisor":"H7"}"#
+            let created = try await app.request(.post, "/api/v1/facilities", token: admin, json: clinic)
+            #expect(created.status == .created && created.json["supervisor"] as? String == "H7")
+            let unknown = #"{"code":"C8","name":"社区","level":"community","division":"520102","supervisor":"NOPE"}"#
+            let refused = try await app.request(.post, "/api/v1/facilities", token: admin, json: unknown)
+            #expect(refused.status == .unprocessableContent)
+            #expect(try await app.count("SELECT count(*) FROM registry.facilities WHERE code = 'C8'") == 0)
+            let cleared = try await app.request(.patch, "/api/v1/facilities/C7", token: admin, json: #"{"supervisor":""}"#)
+            #expect(cleared.status == .ok && cleared.json["supervisor"] == nil)
+            let itself = try await app.request(.patch, "/api/v1/facilities/C7", token: admin, json: #"{"supervisor":"C7"}"#)
+            #expect(itself.status == .unprocessableContent)
+            let read = try await app.request(.get, "/api/v1/facilities/C7", token: admin)
+            #expect(read.json["supervisor"] == nil)
+        }
+    }
+
     @Test func readingsAreFHIRObservations() async throws {
         try await withTestApp(Self.overrides) { app in
             let resident = try await app.monitoredResident()
