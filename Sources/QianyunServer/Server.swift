@@ -262,20 +262,38 @@ public func mllpTLS(_ configuration: Configuration) throws -> TLSConfiguration? 
 }
 
 /// Opens once the schema is current, so that background services never query tables a
-/// migration has not created yet.
+/// migration has not created yet. Waiting is cancellable: a service group shutting down before
+/// the gate opened (a failed migration) must not hang on it.
 actor Gate {
     private var isOpen = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    private var nextWaiter = 0
 
     func open() {
         isOpen = true
-        for waiter in waiters { waiter.resume() }
-        waiters = []
+        for waiter in waiters.values { waiter.resume() }
+        waiters = [:]
     }
 
     func wait() async {
         if isOpen { return }
-        await withCheckedContinuation { waiters.append($0) }
+        let id = nextWaiter
+        nextWaiter += 1
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if isOpen || Task.isCancelled {
+                    continuation.resume()
+                } else {
+                    waiters[id] = continuation
+                }
+            }
+        } onCancel: {
+            Task { await self.release(id) }
+        }
+    }
+
+    private func release(_ id: Int) {
+        waiters.removeValue(forKey: id)?.resume()
     }
 }
 
