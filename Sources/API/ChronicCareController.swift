@@ -33,6 +33,7 @@ public struct ChronicCareController: Sendable {
         group.get("worklists/no-readings", use: silent)
         group.post("readings", use: ingest)
         group.get("residents/{id}/readings", use: listReadings)
+        group.get("readings", use: listReadings)
         group.get("alerts", use: listAlerts)
         group.get("alerts/{id}", use: alert)
         group.post("alerts/{id}/acknowledge", use: acknowledge)
@@ -127,8 +128,12 @@ public struct ChronicCareController: Sendable {
     @Sendable func listReadings(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Items<StoredReading>> {
         let query = request.uri.queryParameters
         let page = try PageRequest(limit: query["limit"].map(String.init), cursor: query["cursor"].map(String.init))
+        // `/residents/{id}/readings`, or `/readings?resident=…` beside the POST.
+        guard let resident = context.parameters.get("id") ?? query["resident"].map(String.init) else {
+            throw ChronicCareError.invalid(field: "resident", reason: "is required (readings?resident=<id>)")
+        }
         let found = try await readings.list(
-            resident: try context.parameters.require("id"), type: query["type"].map(String.init), from: try time(query, "from"),
+            resident: resident, type: query["type"].map(String.init), from: try time(query, "from"),
             to: try time(query, "to"), page: page, by: try context.requirePrincipal(), requestID: context.requestID)
         return JSONBody(Items(items: found.readings, nextCursor: found.nextCursor), headers: noStore)
     }

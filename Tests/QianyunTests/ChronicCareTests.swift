@@ -146,6 +146,9 @@ extension TestApp {
             let next = try await app.request(
                 .get, "/api/v1/residents/\(id)/readings?limit=2&cursor=\(listed.json["nextCursor"] as! String)", token: resident.c1)
             #expect((next.json["items"] as? [[String: Any]])?.count == 1 && next.json["nextCursor"] == nil)
+            let byQuery = try await app.request(.get, "/api/v1/readings?resident=\(id)&type=weight", token: resident.c1)
+            #expect((byQuery.json["items"] as? [[String: Any]])?.map { $0["value"] as? Double } == [65])
+            #expect(try await app.request(.get, "/api/v1/readings", token: resident.c1).status == .unprocessableContent)
         }
     }
 
