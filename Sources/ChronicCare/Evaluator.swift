@@ -100,24 +100,20 @@ struct Evaluator: Sendable {
         return result
     }
 
-    /// Evaluates newly stored readings (by resident) and raises what fires.
-    func evaluate(new: [UUID: Set<UUID>], now: Date, on connection: PostgresConnection) async throws -> [RaisedAlert] {
+    /// Evaluates newly stored readings (by resident: their ids, and the oldest measured time
+    /// among them) and raises what fires.
+    func evaluate(new: [UUID: (ids: Set<UUID>, oldest: Date)], now: Date, on connection: PostgresConnection) async throws -> [RaisedAlert] {
         let enrolled = try await enrolments(Array(new.keys), on: connection)
         guard !enrolled.isEmpty else { return [] }
         // History reaches back from each resident's oldest new reading as far as the rules look.
-        let sinceRows = try await connection.query(
-            """
-            SELECT resident_id, min(measured_at) FROM chronic_care.readings
-            WHERE id = ANY(\(Array(new.filter { enrolled[$0.key] != nil }.values.joined()))::uuid[]) GROUP BY resident_id
-            """, logger: logger)
-        var since: [UUID: Date] = [:]
         let lookback = TimeInterval(max(1, engine.ruleSet.lookbackDays)) * 86_400 + 86_400
-        for try await (resident, oldest) in sinceRows.decode((UUID, Date).self) { since[resident] = oldest - lookback }
+        var since: [UUID: Date] = [:]
+        for (resident, readings) in new where enrolled[resident] != nil { since[resident] = readings.oldest - lookback }
         let histories = try await history(since, on: connection)
         var drafts: [AlertDraft] = []
         let nowSeconds = Int64(now.timeIntervalSince1970)
         for (resident, rows) in histories {
-            guard let enrolments = enrolled[resident], let fresh = new[resident] else { continue }
+            guard let enrolments = enrolled[resident], let fresh = new[resident]?.ids else { continue }
             let readings = rows.map(\.reading)
             let programmes = engine.rules(for: enrolments.map(\.programme))
             var firings: [Firing] = []

@@ -60,13 +60,14 @@ public struct MonitoringWorker: Service {
             try await client.transaction(logger: logger) { connection in
                 let rows = try await connection.query(
                     """
-                    SELECT id, resident_id FROM chronic_care.readings WHERE evaluated_at IS NULL
+                    SELECT id, resident_id, measured_at FROM chronic_care.readings WHERE evaluated_at IS NULL
                     ORDER BY received_at LIMIT 500 FOR UPDATE SKIP LOCKED
                     """, logger: logger)
-                var byResident: [UUID: Set<UUID>] = [:]
+                var byResident: [UUID: (ids: Set<UUID>, oldest: Date)] = [:]
                 var ids: [UUID] = []
-                for try await (id, resident) in rows.decode((UUID, UUID).self) {
-                    byResident[resident, default: []].insert(id)
+                for try await (id, resident, measured) in rows.decode((UUID, UUID, Date).self) {
+                    byResident[resident, default: ([], measured)].ids.insert(id)
+                    byResident[resident]!.oldest = min(byResident[resident]!.oldest, measured)
                     ids.append(id)
                 }
                 guard !ids.isEmpty else { return 0 }

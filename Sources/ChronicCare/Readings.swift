@@ -219,49 +219,24 @@ public struct ReadingService: Sendable {
     /// An ISO 8601 time. Without an offset it is read in `timeZone` (an IANA name or ±hh:mm),
     /// by default China's (+08:00). Returns the instant and the resident's offset in minutes.
     static func measuredAt(_ text: String, timeZone: String?) -> Result<(Date, Int), ReadingRejection> {
-        let invalid = ReadingRejection(field: "measuredAt", reason: "must be an ISO 8601 time, e.g. 2026-11-30T07:45:00+08:00")
-        guard text.count >= 16, text.count <= 40 else { return .failure(invalid) }
-        let withOffset = ISO8601DateFormatter()
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = withOffset.date(from: text) ?? fractional.date(from: text) {
-            guard let offset = offsetMinutes(of: text) else { return .failure(invalid) }
-            return .success((date, offset))
+        guard let parsed = DeviceTimestamp.parse(text) else {
+            return .failure(ReadingRejection(field: "measuredAt", reason: "must be an ISO 8601 time, e.g. 2026-11-30T07:45:00+08:00"))
         }
-        // No offset: the resident's time zone.
-        let zone: TimeZone
-        if let timeZone {
-            guard let found = TimeZone(identifier: timeZone) ?? offsetZone(timeZone) else {
-                return .failure(ReadingRejection(field: "timeZone", reason: "is not an IANA time zone or ±hh:mm offset"))
-            }
-            zone = found
-        } else {
-            zone = TimeZone(secondsFromGMT: 8 * 3600)!
+        func date(_ offset: Int) -> Date {
+            Date(timeIntervalSince1970: Double(parsed.instant(assumingOffsetMinutes: offset)) + Double(parsed.nanoseconds) / 1e9)
         }
-        let local = DateFormatter()
-        local.locale = Locale(identifier: "en_US_POSIX")
-        local.timeZone = zone
-        for format in ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss.SSS", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd HH:mm:ss"] {
-            local.dateFormat = format
-            if let date = local.date(from: text) {
-                return .success((date, zone.secondsFromGMT(for: date) / 60))
-            }
+        if let offset = parsed.offsetMinutes { return .success((date(offset), offset)) }
+        guard let timeZone else { return .success((date(480), 480)) }
+        if let offset = DeviceTimestamp.parse("2000-01-01T00:00" + timeZone)?.offsetMinutes, timeZone.count == 6 {
+            return .success((date(offset), offset))
         }
-        return .failure(invalid)
-    }
-
-    static func offsetMinutes(of text: String) -> Int? {
-        if text.hasSuffix("Z") || text.hasSuffix("z") { return 0 }
-        let tail = text.suffix(6)
-        guard tail.count == 6, let sign = tail.first, sign == "+" || sign == "-", let hours = Int(tail.dropFirst().prefix(2)),
-            let minutes = Int(tail.suffix(2)), hours <= 14, minutes < 60
-        else { return nil }
-        return (sign == "-" ? -1 : 1) * (hours * 60 + minutes)
-    }
-
-    static func offsetZone(_ text: String) -> TimeZone? {
-        guard text.count == 6, let minutes = offsetMinutes(of: text) else { return nil }
-        return TimeZone(secondsFromGMT: minutes * 60)
+        guard let zone = TimeZone(identifier: timeZone) else {
+            return .failure(ReadingRejection(field: "timeZone", reason: "is not an IANA time zone or ±hh:mm offset"))
+        }
+        // The zone's offset at that wall-clock time: guess from the time read as UTC, then correct.
+        let guess = zone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(parsed.localSeconds))) / 60
+        let offset = zone.secondsFromGMT(for: date(guess)) / 60
+        return .success((date(offset), offset))
     }
 
     func store(
@@ -306,11 +281,12 @@ public struct ReadingService: Sendable {
             """, logger: logger)
         var new: Set<UUID> = []
         for try await id in inserted.decode(UUID.self) { new.insert(id) }
-        var byResident: [UUID: Set<UUID>] = [:]
+        var byResident: [UUID: (ids: Set<UUID>, oldest: Date)] = [:]
         for row in rows {
             if new.contains(row.id) {
                 outcomes[row.index] = ReadingOutcome(index: row.index, status: .accepted, id: row.id.lowercased)
-                byResident[row.resident, default: []].insert(row.id)
+                byResident[row.resident, default: ([], row.time)].ids.insert(row.id)
+                byResident[row.resident]!.oldest = min(byResident[row.resident]!.oldest, row.time)
             } else {
                 outcomes[row.index] = ReadingOutcome(index: row.index, status: .duplicate, reason: "already received from this device")
             }
@@ -431,8 +407,6 @@ public struct ReadingService: Sendable {
 
     /// The instant written in the resident's own clock: 2026-11-30T07:45:00+08:00.
     static func localTime(_ seconds: Double, offsetMinutes: Int) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = TimeZone(secondsFromGMT: offsetMinutes * 60)
-        return formatter.string(from: Date(timeIntervalSince1970: seconds))
+        DeviceTimestamp.format(seconds: Int64(seconds.rounded(.down)), offsetMinutes: offsetMinutes)
     }
 }

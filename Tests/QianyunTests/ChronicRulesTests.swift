@@ -261,6 +261,30 @@ import Testing
         #expect(refused(.spo2, RawValues(value: 50)) == nil)
     }
 
+    @Test func deviceTimestampsAgreeWithFoundation() throws {
+        let foundation = ISO8601DateFormatter()
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let seconds = Int64.random(in: -2_000_000_000...4_000_000_000, using: &generator)
+            let offset = [0, 480, -300, 345, -570, 840][Int.random(in: 0..<6, using: &generator)]
+            let text = DeviceTimestamp.format(seconds: seconds, offsetMinutes: offset)
+            foundation.timeZone = TimeZone(secondsFromGMT: offset * 60)
+            #expect(text == foundation.string(from: Date(timeIntervalSince1970: Double(seconds))))
+            let parsed = try #require(DeviceTimestamp.parse(text))
+            #expect(parsed.offsetMinutes == offset && parsed.instant(assumingOffsetMinutes: 0) == seconds)
+        }
+        let china = try #require(DeviceTimestamp.parse("2026-11-30 07:45"))
+        #expect(china.offsetMinutes == nil && china.instant(assumingOffsetMinutes: 480) == 1_795_995_900)
+        #expect(DeviceTimestamp.parse("2026-11-30T07:45:00.250-0500")?.nanoseconds == 250_000_000)
+        #expect(DeviceTimestamp.parse("2024-02-29T00:00:00Z") != nil)
+        for bad in [
+            "2026-02-29T00:00:00Z", "2026-13-01T00:00", "2026-11-30T24:00", "2026-11-30", "2026-11-30T07:45:00+0800x", "30/11/2026 07:45",
+            "2026-11-30T07:45:00.Z", "2026-11-30T07:45+15:00", "２０２６-11-30T07:45",
+        ] {
+            #expect(DeviceTimestamp.parse(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func alertTransitionsFollowTheLifecycle() throws {
         var alert = AlertState()
         try alert.on(.triggered)
