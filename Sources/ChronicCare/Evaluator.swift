@@ -47,6 +47,9 @@ struct Evaluator: Sendable {
 
     var engine: RuleEngine { configuration.engine }
 
+    /// The most readings of one resident an evaluation loads (90 days of a reading every half hour).
+    static let maximumHistory = 5_000
+
     /// Serialises evaluation per resident: two batches for one resident would otherwise each miss
     /// the other's readings in a window. Sorted, so that batches never wait on each other in a cycle.
     func lock(_ residents: [UUID], on connection: PostgresConnection) async throws {
@@ -82,7 +85,12 @@ struct Evaluator: Sendable {
             SELECT r.resident_id, r.id, extract(epoch FROM r.measured_at)::float8, r.utc_offset_minutes::int4, r.systolic, r.diastolic,
                    r.heart_rate, r.value, r.type
             FROM unnest(\(residents)::uuid[], \(times)::float8[]) AS q(resident, since)
-            JOIN chronic_care.readings r ON r.resident_id = q.resident AND r.measured_at >= to_timestamp(q.since)
+            -- One index range per resident: a plain join lets the planner hash-join a scan of the
+            -- whole table once it holds more than a few batches.
+            CROSS JOIN LATERAL (
+                SELECT * FROM chronic_care.readings
+                WHERE resident_id = q.resident AND measured_at >= to_timestamp(q.since)
+                ORDER BY measured_at, id LIMIT \(Self.maximumHistory)) AS r
             ORDER BY r.resident_id, r.measured_at, r.id
             """, logger: logger)
         var result: [UUID: [HistoryRow]] = [:]
