@@ -152,7 +152,8 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers", "NameMatching", "Registry",
+                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers",
+                "NameMatching", "Registry",
                 "Storage",
                 "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -9,8 +9,16 @@ public enum Role: String, Sendable, Codable, CaseIterable {
     /// Scopes a client of this role gets unless it is registered with fewer.
     public var defaultScopes: Set<String> {
         switch self {
-        case .his: ["facilities.read", "registry.read", "registry.write", "records.read", "records.write", "scheduling.write", "monitoring.read", "monitoring.write"]
-        case .clinician: ["facilities.read", "registry.read", "records.read", "records.write", "scheduling.read", "consultation.write", "monitoring.read", "monitoring.write"]
+        case .his:
+            [
+                "facilities.read", "registry.read", "registry.write", "records.read", "records.write", "scheduling.write",
+                "monitoring.read", "monitoring.write",
+            ]
+        case .clinician:
+            [
+                "facilities.read", "registry.read", "records.read", "records.write", "scheduling.read", "consultation.write",
+                "monitoring.read", "monitoring.write",
+            ]
         case .patient: ["facilities.read", "self.read", "self.write", "scheduling.write", "consultation.write"]
         case .analyst: ["facilities.read", "surveillance.read"]
         case .admin: ["facilities.read", "facilities.write", "registry.read", "registry.admin", "audit.read", "clients.admin"]

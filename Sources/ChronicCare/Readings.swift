@@ -75,12 +75,17 @@ public struct ReadingOutcome: Sendable, Codable, Equatable {
     public var id: String?
     public var field: String?
     public var reason: String?
+    /// Stored, but another batch was evaluating the resident: the monitoring worker evaluates
+    /// it within `QIANYUN_MONITOR_INTERVAL_SECONDS`, and its alerts reach the outbox, not this answer.
+    public var deferred: Bool?
 }
 
 public struct IngestResult: Sendable, Codable, Equatable {
     public var accepted: Int
     public var duplicates: Int
     public var rejected: Int
+    /// Accepted readings whose evaluation was left to the monitoring worker (see `ReadingOutcome.deferred`).
+    public var deferred: Int
     public var results: [ReadingOutcome]
     public var alerts: [RaisedAlert]
 }
@@ -171,7 +176,8 @@ public struct ReadingService: Sendable {
         let results = outcomes.compactMap { $0 }
         return IngestResult(
             accepted: results.count { $0.status == .accepted }, duplicates: results.count { $0.status == .duplicate },
-            rejected: results.count { $0.status == .rejected }, results: results, alerts: alerts)
+            rejected: results.count { $0.status == .rejected }, deferred: results.count { $0.deferred == true }, results: results,
+            alerts: alerts)
     }
 
     func check(_ input: ReadingInput, principal: Principal, now: Date) -> Result<Accepted, ReadingRejection> {
@@ -244,13 +250,24 @@ public struct ReadingService: Sendable {
     ) async throws -> ([Int: ReadingOutcome], [RaisedAlert]) {
         var outcomes: [Int: ReadingOutcome] = [:]
         guard !readings.isEmpty else { return (outcomes, []) }
-        try await evaluator.lock(readings.map(\.resident), on: connection)
         // Residents must exist; a merged one's readings go to the resident it was merged into.
+        // Each survivor is locked for evaluation if no other batch holds it: two batches must
+        // not evaluate one resident at once (each would miss the other's readings in a window),
+        // but a batch does not wait either. A resident another batch holds has its readings
+        // stored unevaluated, and the monitoring worker evaluates them once both have committed.
         let asked = Array(Set(readings.map(\.resident)))
         let found = try await connection.query(
-            "SELECT id, coalesce(merged_into, id) FROM registry.residents WHERE id = ANY(\(asked)::uuid[])", logger: logger)
+            """
+            SELECT q.id, s.survivor, pg_try_advisory_xact_lock(hashtextextended(s.survivor::text, 8))
+            FROM unnest(\(asked)::uuid[]) AS q(id) JOIN registry.residents r ON r.id = q.id
+            CROSS JOIN LATERAL (SELECT coalesce(r.merged_into, r.id) AS survivor) AS s
+            """, logger: logger)
         var survivor: [UUID: UUID] = [:]
-        for try await (id, target) in found.decode((UUID, UUID).self) { survivor[id] = target }
+        var held: Set<UUID> = []
+        for try await (id, target, locked) in found.decode((UUID, UUID, Bool).self) {
+            survivor[id] = target
+            if locked { held.insert(target) }
+        }
         var rows: [Accepted] = []
         for var reading in readings {
             guard let target = survivor[reading.resident] else {
@@ -269,13 +286,14 @@ public struct ReadingService: Sendable {
             INSERT INTO chronic_care.readings (id, resident_id, device_id, type, measured_at, utc_offset_minutes, systolic, diastolic,
                                                heart_rate, value, reported_unit, source, client_id, evaluated_at)
             SELECT id, resident, device, type, to_timestamp(at), offset_minutes, nullif(sys, 'NaN'), nullif(dia, 'NaN'),
-                   nullif(hr, 'NaN'), nullif(val, 'NaN'), nullif(unit, ''), 'api', \(principal.clientID), now()
+                   nullif(hr, 'NaN'), nullif(val, 'NaN'), nullif(unit, ''), 'api', \(principal.clientID),
+                   CASE WHEN evaluate THEN now() END
             FROM unnest(\(rows.map(\.id))::uuid[], \(rows.map(\.resident))::uuid[], \(rows.map(\.device))::text[],
                         \(rows.map(\.type.rawValue))::text[], \(rows.map(\.time.timeIntervalSince1970))::float8[],
                         \(rows.map(\.offsetMinutes))::int4[], \(column(.systolic))::float8[], \(column(.diastolic))::float8[],
                         \(rows.map { $0.type == .bloodPressure ? $0.values[.heartRate] : .nan })::float8[], \(singles)::float8[],
-                        \(rows.map { $0.unit ?? "" })::text[])
-                AS r(id, resident, device, type, at, offset_minutes, sys, dia, hr, val, unit)
+                        \(rows.map { $0.unit ?? "" })::text[], \(rows.map { held.contains($0.resident) })::bool[])
+                AS r(id, resident, device, type, at, offset_minutes, sys, dia, hr, val, unit, evaluate)
             ON CONFLICT (resident_id, measured_at, type, device_id) DO NOTHING
             RETURNING id
             """, logger: logger)
@@ -285,6 +303,10 @@ public struct ReadingService: Sendable {
         for row in rows {
             if new.contains(row.id) {
                 outcomes[row.index] = ReadingOutcome(index: row.index, status: .accepted, id: row.id.lowercased)
+                guard held.contains(row.resident) else {
+                    outcomes[row.index]?.deferred = true
+                    continue
+                }
                 byResident[row.resident, default: ([], row.time)].ids.insert(row.id)
                 byResident[row.resident]!.oldest = min(byResident[row.resident]!.oldest, row.time)
             } else {
