@@ -24,7 +24,8 @@ Usage: QY_TOKEN=… readings_ingest.py --url URL --residents FILE [--batch B] [-
        QY_TOKEN=… readings_ingest.py --url URL --resend FILE [--connections C] [--errors DIR]
 Prints one line:
   QY_INGEST <batches>|<seconds>|<batches/s>|<readings sent>|<accepted>|<duplicates>|<rejected>|<p50 ms>|<p99 ms>|
-            <new alerts>|<joined alerts>|<errors>|<client CPU ms per batch>|<mix>|<client CPU ms in all>
+            <new alerts>|<joined alerts>|<errors>|<client CPU ms per batch>|<mix>|<client CPU ms in all>|
+            <readings deferred to the monitoring worker (another batch was evaluating the resident)>
 The last field is all the CPU time the client used, start-up included (to tell the machine's other
 load apart). <errors> counts answers other than 200 (and broken connections); with --resend, also 200 answers
 that accepted anything or did not call every reading a duplicate. The first few failing requests
@@ -282,7 +283,7 @@ def main():
     cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
 
     # Answers are read after the clock, so that decoding them is not in the latency.
-    sent = accepted = duplicates = rejected = new_alerts = joined_alerts = errors = 0
+    sent = accepted = duplicates = rejected = new_alerts = joined_alerts = errors = deferred = 0
     problems = []
     reasons = {}
     for latency, status, count, body, answer in outcomes:
@@ -300,6 +301,7 @@ def main():
                 accepted += result["accepted"]
                 duplicates += result["duplicates"]
                 rejected += result["rejected"]
+                deferred += result.get("deferred", 0)
                 for alert in result.get("alerts", []):
                     if alert.get("new"):
                         new_alerts += 1
@@ -345,10 +347,10 @@ def main():
     batches = len(outcomes)
     everything = os.times()
     ordered = sorted(latency * 1000 for latency, *_ in outcomes)
-    print("QY_INGEST %d|%.2f|%.1f|%d|%d|%d|%d|%.1f|%.1f|%d|%d|%d|%.2f|%s|%.0f" % (
+    print("QY_INGEST %d|%.2f|%.1f|%d|%d|%d|%d|%.1f|%.1f|%d|%d|%d|%.2f|%s|%.0f|%d" % (
         batches, elapsed, batches / elapsed, sent, accepted, duplicates, rejected, percentile(ordered, 50),
         percentile(ordered, 99), new_alerts, joined_alerts, errors, cpu * 1000 / max(1, batches), mix,
-        (everything.user + everything.system) * 1000))
+        (everything.user + everything.system) * 1000, deferred))
     sys.exit(1 if errors else 0)
 
 
