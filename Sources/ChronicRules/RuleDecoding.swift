@@ -72,10 +72,12 @@ extension Condition: Decodable {
         case "count":
             let body = try container.decode(CountBody.self, forKey: key)
             guard body.of.isReadingCondition else { throw invalid("count.of must look at one reading (threshold, all, any)") }
-            guard body.atLeast >= 1 else { throw invalid("atLeast must be at least 1") }
+            guard (1...10_000).contains(body.atLeast) else { throw invalid("atLeast must be from 1 to 10000") }
             guard body.lastReadings != nil || body.withinDays != nil else { throw invalid("give lastReadings, withinDays or both") }
-            if let last = body.lastReadings, last < body.atLeast { throw invalid("lastReadings must be at least atLeast") }
-            if let days = body.withinDays, days < 1 { throw invalid("withinDays must be at least 1") }
+            if let last = body.lastReadings, last < body.atLeast || last > 10_000 {
+                throw invalid("lastReadings must be from atLeast to 10000")
+            }
+            if let days = body.withinDays, !(1...3660).contains(days) { throw invalid("withinDays must be from 1 to 3660") }
             self = .count(of: body.of, atLeast: body.atLeast, lastReadings: body.lastReadings, withinDays: body.withinDays)
         case "consecutiveDays":
             let body = try container.decode(DaysBody.self, forKey: key)
@@ -87,7 +89,7 @@ extension Condition: Decodable {
             guard (1...183).contains(body.days) else { throw invalid("days must be from 1 to 183") }
             guard body.risesBy.isFinite else { throw invalid("risesBy must be a number") }
             let minimum = body.minimumReadings ?? 2
-            guard minimum >= 1 else { throw invalid("minimumReadings must be at least 1") }
+            guard (1...10_000).contains(minimum) else { throw invalid("minimumReadings must be from 1 to 10000") }
             self = .trend(body.measure, days: body.days, risesBy: body.risesBy, minimumReadings: minimum)
         case "absence":
             let body = try container.decode(AbsenceBody.self, forKey: key)
@@ -95,7 +97,7 @@ extension Condition: Decodable {
             self = .absence(days: body.days, measures: MeasureSet(body.measures ?? []))
         case "followUpOverdue":
             let body = try container.decode(OverdueBody.self, forKey: key)
-            guard (body.graceDays ?? 0) >= 0 else { throw invalid("graceDays must not be negative") }
+            guard (0...3660).contains(body.graceDays ?? 0) else { throw invalid("graceDays must be from 0 to 3660") }
             self = .followUpOverdue(graceDays: body.graceDays ?? 0)
         case "all", "any":
             let parts = try container.decode([Condition].self, forKey: key)
@@ -122,8 +124,12 @@ extension Rule: Decodable {
         else {
             throw DecodingError.dataCorruptedError(forKey: .id, in: container, debugDescription: "rule ids are 1–64 letters, digits, - _ .")
         }
+        let version = try container.decodeIfPresent(Int.self, forKey: .version) ?? 1
+        guard (1...1_000_000).contains(version) else {
+            throw DecodingError.dataCorruptedError(forKey: .version, in: container, debugDescription: "version must be from 1 to 1000000")
+        }
         self.init(
-            id: id, version: try container.decodeIfPresent(Int.self, forKey: .version) ?? 1,
+            id: id, version: version,
             programme: try container.decode(String.self, forKey: .programme),
             severity: try container.decode(Severity.self, forKey: .severity),
             message: try container.decode(LocalizedMessage.self, forKey: .message),
@@ -147,9 +153,9 @@ extension RuleSet: Decodable {
                 throw DecodingError.dataCorruptedError(
                     forKey: .escalation, in: container, debugDescription: "unknown severity \(name.prefix(20))")
             }
-            guard rule.afterMinutes >= 1 else {
+            guard (1...525_600).contains(rule.afterMinutes) else {
                 throw DecodingError.dataCorruptedError(
-                    forKey: .escalation, in: container, debugDescription: "afterMinutes must be at least 1")
+                    forKey: .escalation, in: container, debugDescription: "afterMinutes must be from 1 to 525600 (a year)")
             }
             bySeverity[severity] = rule
         }
@@ -172,8 +178,8 @@ extension RuleSet: Decodable {
                 throw RuleSetError(rule: rule.id, "a rule is decided either by readings or by the sweep, not both")
             }
         }
-        guard staleAfterHours >= 1, historyDays >= 1 else {
-            throw RuleSetError(rule: nil, "staleAfterHours and historyDays must be positive")
+        guard (1...8_784).contains(staleAfterHours), (1...3660).contains(historyDays) else {
+            throw RuleSetError(rule: nil, "staleAfterHours must be from 1 to 8784 and historyDays from 1 to 3660")
         }
     }
 }

@@ -482,6 +482,13 @@ extension TestApp {
                     #"{"ruleSet": {"version": "x", "rules": [{"id": "r", "programme": "asthma", "severity": "low", "message": {"zh": "z", "en": "e"}, "when": {"threshold": {"measure": "systolic", "op": ">=", "value": 1}}}]}}"#
             )
             #expect(broken.status == .unprocessableContent && (broken.json["detail"] as? String)?.contains("rule r") == true)
+            // Numbers that would overflow the engine's counters are refused, not run.
+            let huge = try await app.request(
+                .post, "/api/v1/rules/dry-run", token: resident.c1,
+                json:
+                    #"{"ruleSet": {"version": "x", "staleAfterHours": 99999999999999999, "rules": [{"id": "r", "programme": "hypertension", "severity": "low", "message": {"zh": "z", "en": "e"}, "when": {"count": {"of": {"threshold": {"measure": "systolic", "op": ">=", "value": 1}}, "atLeast": 9999999999999, "lastReadings": 99999999999999}}}]}}"#
+            )
+            #expect(huge.status == .badRequest || huge.status == .unprocessableContent)
             let rules = try await app.request(.get, "/api/v1/rules", token: resident.c1)
             #expect(rules.json["version"] as? String == "2026.12-1" && ((rules.json["items"] as? [Any])?.count ?? 0) >= 10)
             #expect(((try await app.request(.get, "/api/v1/programmes", token: resident.c1)).json["items"] as? [Any])?.count == 3)
