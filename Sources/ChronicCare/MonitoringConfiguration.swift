@@ -73,10 +73,17 @@ public struct MonitoringConfiguration: Sendable {
     }
 
     /// Writes the programmes and their qualifying diagnoses to the tables the enrolment trigger
-    /// reads; a programme no longer configured stops enrolling (its enrolments stay).
-    public func sync(client: PostgresClient, logger: Logger) async throws {
+    /// reads; a programme no longer configured stops enrolling (its enrolments stay). Diagnoses a
+    /// newly configured code qualifies that are already in the record (at go-live, or when a
+    /// programme or code is added) enrol their residents now, as the trigger would have.
+    /// Returns how many residents that back-fill enrolled.
+    @discardableResult
+    public func sync(client: PostgresClient, logger: Logger) async throws -> Int {
         let codes = programmes.map(\.code)
-        try await client.transaction(logger: logger) { connection in
+        return try await client.transaction(logger: logger) { connection in
+            // Instances starting together sync one after the other.
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('chronic_care.sync'))", logger: logger)
+            var enrolled = 0
             for programme in programmes {
                 try await connection.query(
                     """
@@ -86,14 +93,52 @@ public struct MonitoringConfiguration: Sendable {
                         follow_up_days = EXCLUDED.follow_up_days, active = true
                     """, logger: logger)
                 let prefixes = self.prefixes[programme.code] ?? []
-                try await connection.query(
+                let added = try await connection.query(
                     """
                     WITH gone AS (DELETE FROM chronic_care.programme_diagnoses WHERE programme = \(programme.code) AND prefix <> ALL(\(prefixes)))
                     INSERT INTO chronic_care.programme_diagnoses (programme, prefix) SELECT \(programme.code), p FROM unnest(\(prefixes)::text[]) AS p
-                    ON CONFLICT DO NOTHING
+                    ON CONFLICT DO NOTHING RETURNING prefix
+                    """, logger: logger
+                ).collect().map { try $0.decode(String.self) }
+                guard !added.isEmpty else { continue }
+                let rows = try await connection.query(
+                    """
+                    WITH qualifying AS (
+                        SELECT DISTINCT ON (e.resident_id) e.id, e.resident_id, e.facility
+                        FROM records.entries e JOIN registry.residents r ON r.id = e.resident_id AND r.status = 'active'
+                        WHERE e.kind = 'diagnosis' AND e.current AND e.code IS NOT NULL AND coalesce(e.certainty, 'confirmed') = 'confirmed'
+                          AND EXISTS (SELECT 1 FROM unnest(\(added)::text[]) AS d(prefix)
+                                      WHERE upper(e.code) = d.prefix OR upper(e.code) LIKE d.prefix || '.%'
+                                         OR (strpos(d.prefix, '.') > 0 AND upper(e.code) LIKE d.prefix || '%'))
+                        ORDER BY e.resident_id, coalesce(e.effective_at, e.recorded_at) DESC
+                    ), enrolled AS (
+                        INSERT INTO chronic_care.enrolments
+                            (id, resident_id, programme, facility, source, source_entry, enrolled_by, follow_up_days, next_follow_up_due)
+                        SELECT gen_random_uuid(), q.resident_id, \(programme.code), chronic_care.managing_facility(q.resident_id, q.facility),
+                               'diagnosis', q.id, 'diagnosis:' || q.facility, \(programme.followUpDays)::int4,
+                               CASE WHEN \(programme.followUpDays)::int4 IS NOT NULL
+                                    THEN now() + make_interval(days => \(programme.followUpDays ?? 0)::int4) END
+                        FROM qualifying q
+                        ON CONFLICT (resident_id, programme) WHERE status = 'active' DO NOTHING
+                        RETURNING id, facility
+                    ), notified AS (
+                        INSERT INTO chronic_care.outbox (topic, facility, payload)
+                        SELECT 'enrolment.created', facility,
+                               jsonb_build_object('enrolment', id, 'programme', \(programme.code)::text, 'source', 'diagnosis')
+                        FROM enrolled RETURNING 1
+                    )
+                    SELECT count(*)::int4 FROM notified
                     """, logger: logger)
+                let count = Int(try await rows.collect().first?.decode(Int32.self) ?? 0)
+                enrolled += count
+                if count > 0 {
+                    logger.info(
+                        "enrolled from diagnoses already in the record",
+                        metadata: ["chronic.programme": "\(programme.code)", "chronic.enrolled": "\(count)"])
+                }
             }
             try await connection.query("UPDATE chronic_care.programmes SET active = false WHERE code <> ALL(\(codes))", logger: logger)
+            return enrolled
         }
     }
 

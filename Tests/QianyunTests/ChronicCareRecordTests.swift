@@ -79,4 +79,30 @@ import Testing
             #expect(try await gateway.count("SELECT count(*) FROM chronic_care.readings") == 1)
         }
     }
+
+    @Test func diagnosesAlreadyInTheRecordEnrolWhenTheProgrammeIsConfigured() async throws {
+        try await withTestGateway { gateway in
+            let logger = TestDatabase.logger
+            try await gateway.postgres.query(
+                "INSERT INTO registry.facilities (code, name, level, primary_kind, division) VALUES ('C9', '社区', 'primary', 'township', '520102')",
+                logger: logger)
+            // Before monitoring knows any programme, a hypertension and a diabetes diagnosis are filed.
+            let history = GatewayTests.adt(
+                "A08", control: "B-1",
+                extraSegments: "DG1|1|ICD10|I11.9^高血压性心脏病^ICD10||20250101090000|F\rDG1|2|ICD10|E11.9^2型糖尿病^ICD10||20250101090000|W\r")
+            #expect(try GatewayTests.ack(Array(try await gateway.send(history).utf8))["MSA-1"] == "AA")
+            #expect(try await gateway.count("SELECT count(*) FROM chronic_care.enrolments") == 0)
+            let configuration = try MonitoringConfiguration.load(directory: TestDatabase.schemasDirectory + "/rules")
+            // The confirmed hypertension enrols; the working diabetes diagnosis does not.
+            #expect(try await configuration.sync(client: gateway.postgres, logger: logger) == 1)
+            #expect(
+                try await gateway.count(
+                    "SELECT count(*) FROM chronic_care.enrolments WHERE programme = 'hypertension' AND facility = 'C9' AND source = 'diagnosis' "
+                        + "AND next_follow_up_due IS NOT NULL") == 1)
+            #expect(try await gateway.count("SELECT count(*) FROM chronic_care.outbox WHERE topic = 'enrolment.created'") == 1)
+            // Starting again changes nothing.
+            #expect(try await configuration.sync(client: gateway.postgres, logger: logger) == 0)
+            #expect(try await gateway.count("SELECT count(*) FROM chronic_care.enrolments") == 1)
+        }
+    }
 }

@@ -2,6 +2,7 @@ import Access
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
+import NIOCore
 import PostgresNIO
 import Testing
 
@@ -149,6 +150,42 @@ extension TestApp {
             let byQuery = try await app.request(.get, "/api/v1/readings?resident=\(id)&type=weight", token: resident.c1)
             #expect((byQuery.json["items"] as? [[String: Any]])?.map { $0["value"] as? Double } == [65])
             #expect(try await app.request(.get, "/api/v1/readings", token: resident.c1).status == .unprocessableContent)
+        }
+    }
+
+    /// Mangled batches (bytes flipped, cut, repeated, wrong types) get a 200 with verdicts or a
+    /// 4xx problem: never a 5xx, and the service keeps answering.
+    @Test func mangledBatchesNeverMakeTheServiceFail() async throws {
+        try await withTestApp(Self.overrides) { app in
+            let resident = try await app.monitoredResident()
+            let valid = Array(
+                #"{"readings":[\#(MonitoredResident.bp(resident.id, 150, 95, hoursAgo: 2)),{"resident":"\#(resident.id)","deviceId":"g","measuredAt":"2026-11-30T07:45:00+08:00","type":"glucose-fasting","value":7.2,"unit":"mmol/L","timeZone":"Asia/Shanghai"}]}"#
+                    .utf8)
+            var generator = SystemRandomNumberGenerator()
+            let replacements: [[UInt8]] = [
+                Array("null".utf8), Array("[]".utf8), Array("{}".utf8), Array("-1e309".utf8), Array("\"\\u0000\"".utf8),
+                Array("99999999999999999999".utf8),
+                Array("\"2026-02-30T25:61:00+99:00\"".utf8), Array("\"你好\"".utf8), [0xFF, 0xFE],
+            ]
+            for _ in 0..<300 {
+                var body = valid
+                for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                    let position = Int.random(in: 0..<body.count, using: &generator)
+                    switch Int.random(in: 0..<4, using: &generator) {
+                    case 0: body[position] = UInt8.random(in: 0...255, using: &generator)
+                    case 1: body.removeSubrange(position..<min(body.count, position + Int.random(in: 1...20, using: &generator)))
+                    case 2: body.insert(contentsOf: replacements.randomElement(using: &generator)!, at: position)
+                    default: body.insert(contentsOf: body[position..<min(body.count, position + 30)], at: position)
+                    }
+                    if body.isEmpty { body = [0x7B] }
+                }
+                let response = try await app.client.execute(
+                    uri: "/api/v1/readings", method: .post,
+                    headers: [.authorization: "Bearer \(resident.c1)", .contentType: "application/json"],
+                    body: ByteBuffer(bytes: body))
+                #expect(response.status.code < 500, "\(String(decoding: body, as: UTF8.self))")
+            }
+            #expect(try await resident.send([MonitoredResident.bp(resident.id, 120, 80, hoursAgo: 0.5)]).status == .ok)
         }
     }
 
