@@ -344,27 +344,14 @@ public struct ReadingService: Sendable {
             try await ManagedAccess.requireRead(principal, resident: resident, on: connection, logger: logger)
             let rows = try await connection.query(
                 """
-                SELECT id, device_id, type, extract(epoch FROM measured_at)::float8, utc_offset_minutes::int4, systolic, diastolic,
-                       heart_rate, value, source, received_at
-                FROM chronic_care.readings
+                SELECT \(unescaped: Self.columns) FROM chronic_care.readings
                 WHERE resident_id = \(resident) AND (\(type)::text IS NULL OR type = \(type))
                   AND measured_at >= coalesce(\(from)::timestamptz, '-infinity') AND measured_at <= coalesce(\(to)::timestamptz, 'infinity')
                   AND (measured_at, id) < (to_timestamp(\(afterTime == .greatestFiniteMagnitude ? 1e11 : afterTime)), \(afterID))
                 ORDER BY measured_at DESC, id DESC LIMIT \(page.limit + 1)
                 """, logger: logger)
-            var readings: [StoredReading] = []
-            var keys: [String] = []
-            for try await (id, device, type, time, offset, systolic, diastolic, heartRate, value, source, received) in rows.decode(
-                (UUID, String, String, Double, Int32, Double?, Double?, Double?, Double?, String, Date).self)
-            {
-                let kind = ReadingType(rawValue: type)!
-                readings.append(
-                    StoredReading(
-                        id: id.lowercased, resident: resident.lowercased, deviceId: device, type: type,
-                        measuredAt: Self.localTime(time, offsetMinutes: Int(offset)), systolic: systolic, diastolic: diastolic,
-                        heartRate: heartRate, value: value, unit: kind.measure?.unit ?? "mmHg", source: source, receivedAt: received))
-                keys.append("\(time)|\(id.lowercased)")
-            }
+            let (found, keys) = try await Self.readings(rows)
+            var readings = found
             var next: String?
             if readings.count > page.limit {
                 readings.removeLast()
@@ -384,47 +371,41 @@ public struct ReadingService: Sendable {
         let id = try ManagedAccess.uuid(text, "reading")
         return try await client.withConnection { connection in
             let rows = try await connection.query(
-                "SELECT resident_id FROM chronic_care.readings WHERE id = \(id)", logger: logger)
-            guard let resident = try await rows.collect().first?.decode(UUID.self) else {
+                "SELECT \(unescaped: Self.columns) FROM chronic_care.readings WHERE id = \(id)", logger: logger)
+            guard let reading = try await Self.readings(rows).readings.first, let resident = UUID(uuidString: reading.resident) else {
                 throw ChronicCareError.notFound("reading \(text.prefix(40))")
             }
             try await ManagedAccess.requireRead(principal, resident: resident, on: connection, logger: logger)
-            let listed = try await list(
-                resident: resident.lowercased, type: nil, from: nil, to: nil, page: PageRequest(limit: 1), by: principal,
-                requestID: requestID, id: id,
-                on: connection)
-            guard let reading = listed.first else { throw ChronicCareError.notFound("reading \(text.prefix(40))") }
+            try await AuditTrail.append(
+                AuditEvent(
+                    principal: principal, action: "chronic.readings.read", resource: "readings/\(reading.id)",
+                    residentPseudonym: registry.residentPseudonym(resident), purpose: "monitoring", requestID: requestID),
+                on: connection, logger: logger)
             return reading
         }
     }
 
-    func list(
-        resident: String, type: String?, from: Date?, to: Date?, page: PageRequest, by principal: Principal, requestID: String?, id: UUID,
-        on connection: PostgresConnection
-    ) async throws -> [StoredReading] {
-        let rows = try await connection.query(
-            """
-            SELECT id, resident_id, device_id, type, extract(epoch FROM measured_at)::float8, utc_offset_minutes::int4, systolic, diastolic,
-                   heart_rate, value, source, received_at
-            FROM chronic_care.readings WHERE id = \(id)
-            """, logger: logger)
+    static let columns = """
+        id, resident_id, device_id, type, extract(epoch FROM measured_at)::float8, utc_offset_minutes::int4, systolic, diastolic,
+        heart_rate, value, source, received_at
+        """
+
+    /// Rows of `columns` as the API shows them, with each one's keyset cursor key.
+    static func readings(_ rows: PostgresRowSequence) async throws -> (readings: [StoredReading], keys: [String]) {
         var readings: [StoredReading] = []
+        var keys: [String] = []
         for try await (id, resident, device, type, time, offset, systolic, diastolic, heartRate, value, source, received) in rows.decode(
             (UUID, UUID, String, String, Double, Int32, Double?, Double?, Double?, Double?, String, Date).self)
         {
             readings.append(
                 StoredReading(
                     id: id.lowercased, resident: resident.lowercased, deviceId: device, type: type,
-                    measuredAt: Self.localTime(time, offsetMinutes: Int(offset)), systolic: systolic, diastolic: diastolic,
+                    measuredAt: localTime(time, offsetMinutes: Int(offset)), systolic: systolic, diastolic: diastolic,
                     heartRate: heartRate, value: value, unit: ReadingType(rawValue: type)?.measure?.unit ?? "mmHg", source: source,
                     receivedAt: received))
+            keys.append("\(time)|\(id.lowercased)")
         }
-        try await AuditTrail.append(
-            AuditEvent(
-                principal: principal, action: "chronic.readings.read", resource: "readings/\(id.lowercased)", residentPseudonym: nil,
-                purpose: "monitoring", requestID: requestID),
-            on: connection, logger: logger)
-        return readings
+        return (readings, keys)
     }
 
     /// The instant written in the resident's own clock: 2026-11-30T07:45:00+08:00.
