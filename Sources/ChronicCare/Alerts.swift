@@ -39,12 +39,14 @@ public struct AlertService: Sendable {
     let client: PostgresClient
     let registry: ResidentRegistry
     let configuration: MonitoringConfiguration
+    let audit: MonitoringAudit
     let logger: Logger
 
     public init(client: PostgresClient, registry: ResidentRegistry, configuration: MonitoringConfiguration, logger: Logger) {
         self.client = client
         self.registry = registry
         self.configuration = configuration
+        self.audit = MonitoringAudit(registry: registry, logger: logger)
         self.logger = logger
     }
 
@@ -123,7 +125,8 @@ public struct AlertService: Sendable {
                 let last = found[page.limit - 1]
                 next = Cursor.encode("\(last.raisedAt.timeIntervalSince1970)|\(last.id)")
             }
-            try await audit(principal, "chronic.alert.list", residentID, "alerts", requestID, on: connection)
+            try await audit.record(
+                principal, "chronic.alert.list", resident: residentID, resource: "alerts", requestID: requestID, on: connection)
             return (found, next)
         }
     }
@@ -144,7 +147,8 @@ public struct AlertService: Sendable {
                 // Another clinic's alert does not exist as far as this caller can tell.
                 throw ChronicCareError.notFound("alert \(text.prefix(40))")
             }
-            try await audit(principal, "chronic.alert.read", resident, "alerts/\(alert.id)", requestID, on: connection)
+            try await audit.record(
+                principal, "chronic.alert.read", resident: resident, resource: "alerts/\(alert.id)", requestID: requestID, on: connection)
             return alert
         }
     }
@@ -190,9 +194,10 @@ public struct AlertService: Sendable {
                 }
                 throw ChronicCareError.conflict(code: "alert-\(status)", detail: "the alert changed meanwhile; read it again")
             }
-            try await audit(
-                principal, target == .closed ? "chronic.alert.close" : "chronic.alert.acknowledge", UUID(uuidString: alert.resident),
-                "alerts/\(alert.id)", requestID, on: connection)
+            try await audit.record(
+                principal, target == .closed ? "chronic.alert.close" : "chronic.alert.acknowledge",
+                resident: UUID(uuidString: alert.resident),
+                resource: "alerts/\(alert.id)", requestID: requestID, on: connection)
             return alert
         }
     }
@@ -232,16 +237,5 @@ public struct AlertService: Sendable {
                 """, logger: logger)
             return Int(try await rows.collect().first?.decode(Int32.self) ?? 0)
         }
-    }
-
-    func audit(
-        _ principal: Principal, _ action: String, _ resident: UUID?, _ resource: String, _ requestID: String?,
-        on connection: PostgresConnection
-    ) async throws {
-        try await AuditTrail.append(
-            AuditEvent(
-                principal: principal, action: action, resource: resource, residentPseudonym: resident.map(registry.residentPseudonym),
-                purpose: "monitoring", requestID: requestID),
-            on: connection, logger: logger)
     }
 }

@@ -169,11 +169,9 @@ public struct RuleService: Sendable {
                     residents: count.residents.count,
                     perThousandPerWeek: (Double(count.alerts) * 1000 / Double(enrolled) / weeks * 100).rounded() / 100)
             }
-            try await AuditTrail.append(
-                AuditEvent(
-                    principal: principal, action: "chronic.rules.dry-run", resource: "rules/dry-run?residents=\(residents.count)",
-                    purpose: "monitoring", requestID: requestID),
-                on: connection, logger: logger)
+            try await MonitoringAudit(registry: nil, logger: logger).record(
+                principal, "chronic.rules.dry-run", resident: nil, resource: "rules/dry-run?residents=\(residents.count)",
+                requestID: requestID, on: connection)
             return DryRunReport(
                 ruleSetVersion: ruleSet.version, from: from, to: to, residents: residents.count, readings: readingCount, rules: rules,
                 examples: examples)

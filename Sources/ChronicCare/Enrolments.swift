@@ -59,12 +59,14 @@ public struct EnrolmentService: Sendable {
     let client: PostgresClient
     let registry: ResidentRegistry
     let configuration: MonitoringConfiguration
+    let audit: MonitoringAudit
     let logger: Logger
 
     public init(client: PostgresClient, registry: ResidentRegistry, configuration: MonitoringConfiguration, logger: Logger) {
         self.client = client
         self.registry = registry
         self.configuration = configuration
+        self.audit = MonitoringAudit(registry: registry, logger: logger)
         self.logger = logger
     }
 
@@ -136,7 +138,9 @@ public struct EnrolmentService: Sendable {
                 INSERT INTO chronic_care.outbox (topic, facility, payload)
                 VALUES ('enrolment.created', \(facility), jsonb_build_object('enrolment', \(enrolment.id)::text, 'programme', \(programme.code)::text, 'source', 'clinician'))
                 """, logger: logger)
-            try await audit(principal, "chronic.enrolment.create", resident, "enrolments/\(enrolment.id)", requestID, on: connection)
+            try await audit.record(
+                principal, "chronic.enrolment.create", resident: resident, resource: "enrolments/\(enrolment.id)", requestID: requestID,
+                on: connection)
             return enrolment
         }
     }
@@ -168,7 +172,8 @@ public struct EnrolmentService: Sendable {
                 ORDER BY enrolled_at DESC, id DESC LIMIT 500
                 """, logger: logger)
             let found = try await Self.enrolments(rows)
-            try await audit(principal, "chronic.enrolment.list", residentID, "enrolments", requestID, on: connection)
+            try await audit.record(
+                principal, "chronic.enrolment.list", resident: residentID, resource: "enrolments", requestID: requestID, on: connection)
             return found
         }
     }
@@ -217,9 +222,10 @@ public struct EnrolmentService: Sendable {
                           next_follow_up_due, discharged_at, discharge_reason
                 """, logger: logger)
             let updated = try await Self.enrolments(rows)[0]
-            try await audit(
-                principal, "chronic.enrolment.follow-up", UUID(uuidString: updated.resident), "enrolments/\(updated.id)", requestID,
-                on: connection)
+            try await audit.record(
+                principal, "chronic.enrolment.follow-up", resident: UUID(uuidString: updated.resident),
+                resource: "enrolments/\(updated.id)",
+                requestID: requestID, on: connection)
             return updated
         }
     }
@@ -247,9 +253,10 @@ public struct EnrolmentService: Sendable {
                 if try await existing.collect().isEmpty { throw ChronicCareError.notFound("enrolment \(text.prefix(40))") }
                 throw ChronicCareError.conflict(code: "enrolment-discharged", detail: "the enrolment was already discharged")
             }
-            try await audit(
-                principal, "chronic.enrolment.discharge", UUID(uuidString: updated.resident), "enrolments/\(updated.id)", requestID,
-                on: connection)
+            try await audit.record(
+                principal, "chronic.enrolment.discharge", resident: UUID(uuidString: updated.resident),
+                resource: "enrolments/\(updated.id)",
+                requestID: requestID, on: connection)
             return updated
         }
     }
@@ -286,21 +293,10 @@ public struct EnrolmentService: Sendable {
                         enrolment: id.lowercased, resident: resident.lowercased, name: name, programme: programme, riskLevel: risk,
                         nextFollowUpDue: due, lastReadingAt: last))
             }
-            try await audit(
-                principal, overdue ? "chronic.worklist.overdue" : "chronic.worklist.no-readings", nil, "worklists", requestID,
-                on: connection)
+            try await audit.record(
+                principal, overdue ? "chronic.worklist.overdue" : "chronic.worklist.no-readings", resident: nil, resource: "worklists",
+                requestID: requestID, on: connection)
             return entries
         }
-    }
-
-    func audit(
-        _ principal: Principal, _ action: String, _ resident: UUID?, _ resource: String, _ requestID: String?,
-        on connection: PostgresConnection
-    ) async throws {
-        try await AuditTrail.append(
-            AuditEvent(
-                principal: principal, action: action, resource: resource, residentPseudonym: resident.map(registry.residentPseudonym),
-                purpose: "monitoring", requestID: requestID),
-            on: connection, logger: logger)
     }
 }

@@ -2,6 +2,7 @@ import Access
 import Foundation
 import Logging
 import PostgresNIO
+import Registry
 import Storage
 
 /// Who may see a resident's readings, enrolments and alerts: the resident (a patient token for
@@ -46,5 +47,24 @@ enum ManagedAccess {
     static func uuid(_ text: String, _ what: String) throws -> UUID {
         guard let id = UUID(uuidString: text) else { throw ChronicCareError.notFound("\(what) \(text.prefix(40))") }
         return id
+    }
+}
+
+/// The module's audit row: every read and change of monitoring data, in the caller's
+/// transaction, with the resident's pseudonym (never their id number or name).
+struct MonitoringAudit: Sendable {
+    let registry: ResidentRegistry?
+    let logger: Logger
+
+    func record(
+        _ principal: Principal, _ action: String, resident: UUID?, resource: String, requestID: String?,
+        on connection: PostgresConnection
+    ) async throws {
+        let pseudonym = resident.flatMap { resident in registry.map { $0.residentPseudonym(resident) } }
+        try await AuditTrail.append(
+            AuditEvent(
+                principal: principal, action: action, resource: resource, residentPseudonym: pseudonym, purpose: "monitoring",
+                requestID: requestID),
+            on: connection, logger: logger)
     }
 }

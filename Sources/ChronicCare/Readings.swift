@@ -119,12 +119,14 @@ public struct ReadingService: Sendable {
     let client: PostgresClient
     let registry: ResidentRegistry
     let evaluator: Evaluator
+    let audit: MonitoringAudit
     let logger: Logger
 
     public init(client: PostgresClient, registry: ResidentRegistry, configuration: MonitoringConfiguration, logger: Logger) {
         self.client = client
         self.registry = registry
         self.evaluator = Evaluator(configuration: configuration, logger: logger)
+        self.audit = MonitoringAudit(registry: registry, logger: logger)
         self.logger = logger
     }
 
@@ -314,11 +316,9 @@ public struct ReadingService: Sendable {
             }
         }
         let alerts = try await evaluator.evaluate(new: byResident, now: now, on: connection)
-        try await AuditTrail.append(
-            AuditEvent(
-                principal: principal, action: "chronic.readings.ingest", resource: "readings/batch?count=\(rows.count)&new=\(new.count)",
-                residentPseudonym: nil, purpose: "monitoring", requestID: requestID),
-            on: connection, logger: logger)
+        try await audit.record(
+            principal, "chronic.readings.ingest", resident: nil, resource: "readings/batch?count=\(rows.count)&new=\(new.count)",
+            requestID: requestID, on: connection)
         return (outcomes, alerts)
     }
 
@@ -357,11 +357,9 @@ public struct ReadingService: Sendable {
                 readings.removeLast()
                 next = Cursor.encode(keys[page.limit - 1])
             }
-            try await AuditTrail.append(
-                AuditEvent(
-                    principal: principal, action: "chronic.readings.read", resource: "resident/\(resident.lowercased)/readings",
-                    residentPseudonym: registry.residentPseudonym(resident), purpose: "monitoring", requestID: requestID),
-                on: connection, logger: logger)
+            try await audit.record(
+                principal, "chronic.readings.read", resident: resident, resource: "resident/\(resident.lowercased)/readings",
+                requestID: requestID, on: connection)
             return (readings, next)
         }
     }
@@ -376,11 +374,9 @@ public struct ReadingService: Sendable {
                 throw ChronicCareError.notFound("reading \(text.prefix(40))")
             }
             try await ManagedAccess.requireRead(principal, resident: resident, on: connection, logger: logger)
-            try await AuditTrail.append(
-                AuditEvent(
-                    principal: principal, action: "chronic.readings.read", resource: "readings/\(reading.id)",
-                    residentPseudonym: registry.residentPseudonym(resident), purpose: "monitoring", requestID: requestID),
-                on: connection, logger: logger)
+            try await audit.record(
+                principal, "chronic.readings.read", resident: resident, resource: "readings/\(reading.id)", requestID: requestID,
+                on: connection)
             return reading
         }
     }
