@@ -96,6 +96,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Appointments: departments, clinicians and exam resources, schedules and their slots,
+        // bookings with the platforms' rules, waiting lists, referrals, the notification outbox.
+        .target(
+            name: "Scheduling",
+            dependencies: [
+                "Access", "Registry", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
         // the domain services (ADT into the registry).
         .target(
@@ -116,7 +127,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "Access", "ChronicCare", "ChronicRules", "IdentityNumbers", "Interop", "Records", "Registry", "Storage",
+                "Access", "ChronicCare", "ChronicRules", "IdentityNumbers", "Interop", "Records", "Registry", "Scheduling", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -125,7 +136,7 @@ let package = Package(
         .target(
             name: "QianyunServer",
             dependencies: [
-                "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Interop", "Records", "Registry", "Storage",
+                "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Interop", "Records", "Registry", "Scheduling", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -153,7 +164,7 @@ let package = Package(
             name: "QianyunTests",
             dependencies: [
                 "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers",
-                "NameMatching", "Registry",
+                "NameMatching", "Registry", "Scheduling",
                 "Storage",
                 "Interop",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

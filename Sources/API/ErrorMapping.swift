@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Interop
 import Records
+import Scheduling
 import Registry
 import Storage
 
@@ -40,6 +41,8 @@ extension Problem {
         case let error as RecordsError:
             return from(error)
         case let error as ChronicCareError:
+            return from(error)
+        case let error as SchedulingError:
             return from(error)
         case let error as InboxError:
             switch error {
@@ -159,6 +162,30 @@ extension Problem {
             return Problem(.conflict, code: code, title: "Conflicts with the current state", detail: error.description)
         case .ruleSet:
             return Problem(.unprocessableContent, code: "invalid-rule-set", title: "The rule set does not load", detail: error.description)
+        }
+    }
+
+    static func from(_ error: SchedulingError) -> Problem {
+        switch error {
+        case .invalid(let field, let reason):
+            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
+            problem.fieldErrors = [FieldError(field: field, reason: reason)]
+            return problem
+        case .notFound:
+            return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+        case .refused(let code, _, let retryAt):
+            var problem = Problem(.conflict, code: code, title: "Refused by a booking rule", detail: error.description)
+            if let retryAt {
+                problem.extensions["retryAt"] = retryAt.formatted(.iso8601)
+                let seconds = Int(retryAt.timeIntervalSinceNow.rounded(.up))
+                if seconds > 0 { problem.headers[.retryAfter] = String(seconds) }
+            }
+            return problem
+        case .rateLimited(let scope, let seconds):
+            var problem = Problem(.tooManyRequests, code: "rate-limited", title: "Too many booking attempts", detail: error.description)
+            problem.headers[.retryAfter] = String(seconds)
+            problem.extensions["limit"] = scope
+            return problem
         }
     }
 

@@ -110,7 +110,8 @@ public struct FHIRController: Sendable {
             \(FHIRRecordController.types.keys.sorted().map { type in
                 #"{"type":"\#(type)","interaction":[{"code":"read"},{"code":"search-type"}],"#
                     + #""searchParam":[{"name":"patient","type":"reference"},{"name":"code","type":"token"},{"name":"date","type":"date"}]}"#
-            }.joined(separator: ","))]}]}
+            }.joined(separator: ",")),\
+            \(FHIRSchedulingController.capabilities)]}]}
             """
         return Response(
             status: .ok, headers: [.contentType: "application/fhir+json; charset=utf-8"],

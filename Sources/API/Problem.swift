@@ -124,4 +124,15 @@ extension Request {
             throw Problem.invalidBody(error)
         }
     }
+
+    /// As `decodeJSON`, for an optional body: nil when the request has none.
+    func decodeJSONOrEmpty<Value: Decodable>(_ type: Value.Type, context: QianyunRequestContext) async throws -> Value? {
+        let buffer = try await body.collect(upTo: context.maxUploadSize)
+        guard buffer.readableBytes > 0 else { return nil }
+        do {
+            return try JSONDecoder.api.decode(type, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw Problem.invalidBody(error)
+        }
+    }
 }

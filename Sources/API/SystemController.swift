@@ -58,6 +58,8 @@ public struct APIDependencies: Sendable {
     public var consents: ConsentController
     public var fhirRecord: FHIRRecordController
     public var chronicCare: ChronicCareController
+    public var scheduling: SchedulingController
+    public var fhirScheduling: FHIRSchedulingController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -67,7 +69,8 @@ public struct APIDependencies: Sendable {
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
         interop: InteropController, documents: DocumentController, records: RecordController, consents: ConsentController,
-        fhirRecord: FHIRRecordController, chronicCare: ChronicCareController, system: SystemController,
+        fhirRecord: FHIRRecordController, chronicCare: ChronicCareController, scheduling: SchedulingController,
+        fhirScheduling: FHIRSchedulingController, system: SystemController,
         tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
@@ -81,6 +84,8 @@ public struct APIDependencies: Sendable {
         self.consents = consents
         self.fhirRecord = fhirRecord
         self.chronicCare = chronicCare
+        self.scheduling = scheduling
+        self.fhirScheduling = fhirScheduling
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -110,9 +115,11 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.records.addRoutes(to: api)
     dependencies.consents.addRoutes(to: api)
     dependencies.chronicCare.addRoutes(to: api)
+    dependencies.scheduling.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     dependencies.fhirRecord.addRoutes(to: router, authentication: authentication)
+    dependencies.fhirScheduling.addRoutes(to: router, authentication: authentication)
     table.fill(router.routes.map { ($0.path.description, $0.method) })
     return router
 }

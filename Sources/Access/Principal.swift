@@ -11,17 +11,20 @@ public enum Role: String, Sendable, Codable, CaseIterable {
         switch self {
         case .his:
             [
-                "facilities.read", "registry.read", "registry.write", "records.read", "records.write", "scheduling.write",
+                "facilities.read", "registry.read", "registry.write", "records.read", "records.write", "scheduling.read",
+                "scheduling.write",
                 "monitoring.read", "monitoring.write",
             ]
         case .clinician:
             [
-                "facilities.read", "registry.read", "records.read", "records.write", "scheduling.read", "consultation.write",
+                "facilities.read", "registry.read", "records.read", "records.write", "scheduling.read", "scheduling.write",
+                "consultation.write",
                 "monitoring.read", "monitoring.write",
             ]
         case .patient: ["facilities.read", "self.read", "self.write", "scheduling.write", "consultation.write"]
         case .analyst: ["facilities.read", "surveillance.read"]
-        case .admin: ["facilities.read", "facilities.write", "registry.read", "registry.admin", "audit.read", "clients.admin"]
+        case .admin:
+            ["facilities.read", "facilities.write", "registry.read", "registry.admin", "audit.read", "clients.admin", "scheduling.write"]
         }
     }
 }

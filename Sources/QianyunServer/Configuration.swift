@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import Access
+import Scheduling
 import Storage
 
 /// A setting that is missing or malformed; the message names the setting, never its value
@@ -55,6 +56,10 @@ public struct Configuration: Sendable {
     public var monitorIntervalSeconds = 5
     /// How often it sweeps for silence and overdue follow-ups.
     public var sweepIntervalSeconds = 3600
+    /// The booking rules' numbers and the booking rate limits.
+    public var bookingPolicy = BookingPolicy()
+    /// How often the scheduling worker hands freed places to waiting lists, reminds and delivers.
+    public var schedulingIntervalSeconds = 30
     public var schemasDirectory: String
     public var migrateOnStart = true
     public var databasePoolSize = 20
@@ -70,6 +75,9 @@ public struct Configuration: Sendable {
         "QIANYUN_DB_POOL_SIZE", "QIANYUN_AUTH_LOCK_AFTER_FAILURES", "QIANYUN_AUTH_LOCK_SECONDS", "QIANYUN_CONFIG_FILE",
         "QIANYUN_MLLP_TLS_CERT", "QIANYUN_MLLP_TLS_KEY", "QIANYUN_MLLP_TLS_CLIENT_CA", "QIANYUN_HL7_BATCH_SIZE",
         "QIANYUN_HL7_CONCURRENT_BATCHES", "QIANYUN_MAX_DOCUMENT_BYTES", "QIANYUN_CDA_SCHEMA", "QIANYUN_RELATIONSHIP_DAYS",
+        "QIANYUN_RULES_DIRECTORY", "QIANYUN_MONITOR_INTERVAL_SECONDS", "QIANYUN_SWEEP_INTERVAL_SECONDS", "QIANYUN_BOOKING_ACTIVE_LIMIT",
+        "QIANYUN_BOOKING_NO_SHOW_LIMIT", "QIANYUN_BOOKING_SUSPENSION_DAYS", "QIANYUN_BOOKING_RESIDENT_PER_MINUTE",
+        "QIANYUN_BOOKING_CLIENT_PER_SECOND", "QIANYUN_SCHEDULING_INTERVAL_SECONDS",
     ]
 
     public init(schemasDirectory: String) {
@@ -210,6 +218,21 @@ public struct Configuration: Sendable {
             try integer("QIANYUN_MONITOR_INTERVAL_SECONDS", 1...3600) ?? configuration.monitorIntervalSeconds
         configuration.sweepIntervalSeconds =
             try integer("QIANYUN_SWEEP_INTERVAL_SECONDS", 10...86_400) ?? configuration.sweepIntervalSeconds
+        var policy = BookingPolicy()
+        policy.activeLimit = try integer("QIANYUN_BOOKING_ACTIVE_LIMIT", 1...100) ?? policy.activeLimit
+        policy.noShowLimit = try integer("QIANYUN_BOOKING_NO_SHOW_LIMIT", 1...100) ?? policy.noShowLimit
+        policy.suspensionDays = try integer("QIANYUN_BOOKING_SUSPENSION_DAYS", 1...3650) ?? policy.suspensionDays
+        if let perMinute = try integer("QIANYUN_BOOKING_RESIDENT_PER_MINUTE", 1...100_000) {
+            policy.residentPerMinute = perMinute
+            policy.residentBurst = perMinute
+        }
+        if let perSecond = try integer("QIANYUN_BOOKING_CLIENT_PER_SECOND", 1...1_000_000) {
+            policy.clientPerSecond = perSecond
+            policy.clientBurst = max(policy.clientBurst, perSecond * 2)
+        }
+        configuration.bookingPolicy = policy
+        configuration.schedulingIntervalSeconds =
+            try integer("QIANYUN_SCHEDULING_INTERVAL_SECONDS", 1...3600) ?? configuration.schedulingIntervalSeconds
         if let schema = text("QIANYUN_CDA_SCHEMA") {
             guard FileManager.default.isReadableFile(atPath: schema) else {
                 throw ConfigurationError("QIANYUN_CDA_SCHEMA", "cannot read \(schema)")

@@ -13,6 +13,7 @@ import PostgresNIO
 import Prometheus
 import Records
 import Registry
+import Scheduling
 import ServiceLifecycle
 import Storage
 
@@ -132,6 +133,7 @@ public enum QianyunServer {
         let monitor = MonitoringWorker(
             client: postgres, alerts: alerts, configuration: monitoring, interval: .seconds(configuration.monitorIntervalSeconds),
             sweepInterval: .seconds(configuration.sweepIntervalSeconds), logger: logger)
+        let scheduling = makeScheduling(configuration: configuration, postgres: postgres, residents: residents, logger: logger)
         let router = buildRouter(
             APIDependencies(
                 tokens: TokenController(clients: clients, tokens: tokenService),
@@ -147,6 +149,7 @@ public enum QianyunServer {
                     readings: readings,
                     enrolments: EnrolmentService(client: postgres, registry: residents, configuration: monitoring, logger: logger),
                     alerts: alerts, rules: RuleService(client: postgres, configuration: monitoring, logger: logger), worker: monitor),
+                scheduling: scheduling.controller, fhirScheduling: scheduling.fhir,
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
                 maximumDocumentBytes: configuration.maximumDocumentBytes))
@@ -182,7 +185,7 @@ public enum QianyunServer {
                 postgres, readAudit, ingest,
                 StatisticsKeeper(client: readAudit, tables: hotTables, logger: logger),
                 AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
-                StartedAfterMigrations(monitor, gate: migrated),
+                StartedAfterMigrations(monitor, gate: migrated), StartedAfterMigrations(scheduling.worker, gate: migrated),
             ],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart
@@ -199,6 +202,26 @@ public enum QianyunServer {
         }
         return app
     }
+}
+
+/// The appointments module: its services, its HTTP and FHIR controllers and its worker.
+public func makeScheduling(configuration: Configuration, postgres: PostgresClient, residents: ResidentRegistry, logger: Logger) -> (
+    controller: SchedulingController, fhir: FHIRSchedulingController, worker: SchedulingWorker
+) {
+    let policy = configuration.bookingPolicy
+    let directory = SchedulingDirectory(client: postgres, policy: policy, logger: logger)
+    let slots = SlotDirectory(client: postgres, logger: logger)
+    let bookings = BookingService(client: postgres, registry: residents, policy: policy, logger: logger)
+    let waitingList = WaitingList(bookings: bookings)
+    let worker = SchedulingWorker(
+        client: postgres, directory: directory, waitingList: waitingList, sink: LoggingNotificationSink(logger: logger),
+        interval: .seconds(configuration.schedulingIntervalSeconds), logger: logger)
+    return (
+        SchedulingController(
+            directory: directory, slots: slots, bookings: bookings,
+            referrals: ReferralService(client: postgres, registry: residents, logger: logger), waitingList: waitingList, worker: worker),
+        FHIRSchedulingController(directory: directory, slots: slots, bookings: bookings), worker
+    )
 }
 
 /// The CDA schema, compiled once at start; without one, documents are filed unchecked (logged once).

@@ -92,6 +92,7 @@ import Testing
         let postgres = PostgresClient(configuration: try DatabaseURL.configuration(from: configuration.databaseURL!))
         let residents = ResidentRegistry(
             client: postgres, protector: try QianyunServer.fieldProtector(configuration), logger: TestDatabase.logger)
+        let scheduling = makeScheduling(configuration: configuration, postgres: postgres, residents: residents, logger: TestDatabase.logger)
         let router = buildRouter(
             APIDependencies(
                 tokens: TokenController(
@@ -115,6 +116,7 @@ import Testing
                         client: postgres, registry: residents, protector: try QianyunServer.fieldProtector(configuration), schema: nil,
                         logger: TestDatabase.logger)),
                 chronicCare: try chronicCareController(postgres: postgres, residents: residents),
+                scheduling: scheduling.controller, fhirScheduling: scheduling.fhir,
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
                 maximumBodyBytes: 1024, maximumDocumentBytes: 4096))
