@@ -37,6 +37,7 @@ public struct SchedulingController: Sendable {
         group.get("schedules/{id}", use: schedule)
         group.get("slots", use: searchSlots)
         group.get("slots/{id}", use: slot)
+        group.post("slots/{id}/cancel", use: cancelSlot)
         group.post("bookings", use: book)
         group.get("bookings", use: listBookings)
         group.get("bookings/{id}", use: booking)
@@ -146,6 +147,18 @@ public struct SchedulingController: Sendable {
     @Sendable func slot(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Slot> {
         _ = try context.requirePrincipal()
         return JSONBody(try await slots.slot(id: try context.parameters.require("id")), headers: [.cacheControl: "no-cache"])
+    }
+
+    struct SlotCancellation: Encodable, Sendable {
+        let slot: String
+        let bookingsCancelled: Int
+    }
+
+    @Sendable func cancelSlot(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<SlotCancellation> {
+        let body = try await request.decodeJSONOrEmpty(Cancellation.self, context: context) ?? Cancellation(reason: nil)
+        let id = try context.parameters.require("id")
+        let count = try await bookings.cancelSlot(id: id, body, by: try context.requirePrincipal(), requestID: context.requestID)
+        return JSONBody(SlotCancellation(slot: id, bookingsCancelled: count), headers: noStore)
     }
 
     @Sendable func book(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<Booking> {

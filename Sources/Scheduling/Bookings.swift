@@ -459,6 +459,57 @@ public struct BookingService: Sendable {
         return try await read(id, on: connection)
     }
 
+    /// The facility cancels a whole slot (the doctor is called away: 停诊). Every booking in it is
+    /// cancelled with a `slot.cancelled` notification, referrals booked into it reopen, and its
+    /// waiting list is closed. Returns the bookings cancelled.
+    public func cancelSlot(id text: String, _ cancellation: Cancellation, by principal: Principal, requestID: String?) async throws -> Int {
+        guard principal.role == .his || principal.role == .admin else { throw AccessError.forbidden("only the facility cancels a slot") }
+        try principal.require(scope: "scheduling.write")
+        guard let slotID = UUID(uuidString: text) else { throw SchedulingError.notFound("slot \(text.prefix(40))") }
+        let reason = try cancellation.reason.map { try SchedulingDirectory.name($0, "reason", limit: 500) } ?? "slot cancelled"
+        return try await client.transaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                "SELECT facility, status FROM scheduling.slots WHERE id = \(slotID) FOR UPDATE", logger: logger
+            ).collect()
+            guard let (facility, status) = try rows.first?.decode((String, String).self) else {
+                throw SchedulingError.notFound("slot \(text.prefix(40))")
+            }
+            try principal.require(facility: facility)
+            guard status == "open" else {
+                throw SchedulingError.refused(code: "invalid-transition", detail: "the slot is already cancelled")
+            }
+            let cancelled =
+                try await connection.query(
+                    """
+                    WITH slot AS (
+                        UPDATE scheduling.slots SET status = 'cancelled', public_booked = 0, referral_booked = 0 WHERE id = \(slotID)
+                        RETURNING id, facility, provider_id, starts_at
+                    ), gone AS (
+                        UPDATE scheduling.bookings b SET status = 'cancelled', cancelled_at = now(), cancelled_by = \(principal.clientID),
+                                                         cancel_reason = \(reason)
+                        WHERE b.slot_id = \(slotID) AND b.status = 'booked'
+                        RETURNING b.id, b.resident_id, b.referral_id
+                    ), reopened AS (
+                        UPDATE scheduling.referrals r SET status = 'open', booking_id = NULL FROM gone WHERE r.id = gone.referral_id
+                    ), waiting AS (
+                        UPDATE scheduling.waitlist SET status = 'cancelled', resolved_at = now() WHERE slot_id = \(slotID) AND status = 'waiting'
+                    ), told AS (
+                        INSERT INTO scheduling.outbox (topic, resident_id, booking_id, payload)
+                        SELECT 'slot.cancelled', gone.resident_id, gone.id,
+                               jsonb_build_object('booking', gone.id, 'slot', slot.id, 'facility', slot.facility, 'provider', slot.provider_id,
+                                                  'start', slot.starts_at)
+                        FROM gone, slot
+                    )
+                    SELECT count(*) FROM gone
+                    """, logger: logger
+                ).collect().first?.decode(Int64.self) ?? 0
+            try await SchedulingAudit.record(
+                principal, "slot.cancel", pseudonym: nil, resource: "slot/\(slotID.lowercased)?bookings=\(cancelled)", requestID: requestID,
+                on: connection, logger: logger)
+            return Int(cancelled)
+        }
+    }
+
     /// Moves a booking to another slot in one transaction: the old place is freed only if the
     /// new one is taken.
     public func reschedule(id: String, _ change: Rescheduling, by principal: Principal, requestID: String?) async throws -> Booking {

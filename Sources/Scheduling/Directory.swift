@@ -295,12 +295,14 @@ public struct SchedulingDirectory: Sendable {
 
     // MARK: Schedules
 
+    /// A local time as HH:MM, or HH:MM:SS (a release instant to the second).
     static func clock(_ text: String?, _ field: String) throws -> String? {
         guard let text else { return nil }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts.allSatisfy({ $0.count == 2 }), let hour = Int(parts[0]), let minute = Int(parts[1]),
-            (0...23).contains(hour), (0...59).contains(minute)
-        else { throw SchedulingError.invalid(field: field, reason: "a local time as HH:MM") }
+        guard (2...3).contains(parts.count), parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isASCII) }),
+            let hour = Int(parts[0]), let minute = Int(parts[1]), (0...23).contains(hour), (0...59).contains(minute),
+            parts.count == 2 || Int(parts[2]).map({ (0...59).contains($0) }) == true
+        else { throw SchedulingError.invalid(field: field, reason: "a local time as HH:MM or HH:MM:SS") }
         return text
     }
 
@@ -333,8 +335,9 @@ public struct SchedulingDirectory: Sendable {
         guard let start = try Self.clock(draft.start, "start"), let end = try Self.clock(draft.end, "end") else {
             throw SchedulingError.invalid(field: "start", reason: "is required")
         }
+        func clockMinutes(_ clock: String) -> Int { Int(clock.prefix(2))! * 60 + Int(clock.dropFirst(3).prefix(2))! }
         guard end > start else { throw SchedulingError.invalid(field: "end", reason: "must be after start") }
-        let minutes = (Int(end.prefix(2))! * 60 + Int(end.suffix(2))!) - (Int(start.prefix(2))! * 60 + Int(start.suffix(2))!)
+        let minutes = clockMinutes(end) - clockMinutes(start)
         let slotMinutes = try Self.bounded(draft.slotMinutes, "slotMinutes", 5...240)
         if let slotMinutes, slotMinutes > minutes { throw SchedulingError.invalid(field: "slotMinutes", reason: "longer than the session") }
         let capacity = try Self.bounded(draft.capacity, "capacity", 1...1000)!
@@ -400,7 +403,7 @@ public struct SchedulingDirectory: Sendable {
     static let scheduleColumns = """
         SELECT s.id, s.provider_id, p.facility, p.department_id, s.weekdays, s.session, to_char(s.starts, 'HH24:MI'), to_char(s.ends, 'HH24:MI'),
                s.slot_minutes, s.capacity, s.referral_capacity, s.referral_release_hours, s.fee_class, s.fee_cents, s.release_days_ahead,
-               to_char(s.release_time, 'HH24:MI'), s.cancel_deadline_hours, s.time_zone, s.valid_from::text, s.valid_until::text, s.active
+               to_char(s.release_time, CASE WHEN extract(second FROM s.release_time) = 0 THEN 'HH24:MI' ELSE 'HH24:MI:SS' END), s.cancel_deadline_hours, s.time_zone, s.valid_from::text, s.valid_until::text, s.active
         FROM scheduling.schedules s JOIN scheduling.providers p ON p.id = s.provider_id
         """
 

@@ -6,6 +6,7 @@ import PostgresNIO
 import Testing
 
 @testable import QianyunServer
+import Scheduling
 
 /// A tertiary hospital (H1) with a cardiology clinic, a community clinic (C1) that refers to it,
 /// residents with their own app tokens, and helpers to make schedules and find their slots.
@@ -393,6 +394,40 @@ extension TestResponse {
         }
     }
 
+    @Test func aCancelledSlotCancelsItsBookingsAndTellsEveryone() async throws {
+        try await withTestApp(Self.overrides) { app in
+            let desk = try await BookingDesk.open(app)
+            let schedule = try await desk.schedule(["capacity": 2, "referralCapacity": 1])
+            let slot = try #require(try await desk.slots(schedule).first?["id"] as? String)
+            let a = try await desk.resident(80)
+            let referred = try await desk.resident(81)
+            let waiting = try await desk.resident(82)
+            #expect(try await desk.book(slot, token: a.token).status == .created)
+            let referral = try await app.request(
+                .post, "/api/v1/referrals", token: desk.c1, json: #"{"resident":"\#(referred.id)","fromClinician":"王医生","toFacility":"H1"}"#
+            )
+            let referralID = try #require(referral.json["id"] as? String)
+            #expect(
+                try await desk.book(slot, token: desk.c1, extra: #","resident":"\#(referred.id)","referral":"\#(referralID)""#).status
+                    == .created)
+            #expect(
+                try await app.request(.post, "/api/v1/waitlist", token: waiting.token, json: #"{"slot":"\#(slot)"}"#).status == .created)
+            #expect(try await app.request(.post, "/api/v1/slots/\(slot)/cancel", token: desk.c1).status == .forbidden)
+            #expect(try await app.request(.post, "/api/v1/slots/\(slot)/cancel", token: a.token).status == .forbidden)
+            let cancelled = try await app.request(.post, "/api/v1/slots/\(slot)/cancel", token: desk.h1, json: #"{"reason":"专家临时停诊"}"#)
+            #expect(cancelled.status == .ok)
+            #expect(cancelled.json["bookingsCancelled"] as? Int == 2)
+            #expect(try await desk.count("SELECT count(*) FROM scheduling.outbox WHERE topic = 'slot.cancelled'") == 2)
+            #expect(try await desk.count("SELECT count(*) FROM scheduling.bookings WHERE status = 'booked'") == 0)
+            #expect(try await desk.count("SELECT count(*) FROM scheduling.waitlist WHERE status = 'waiting'") == 0)
+            #expect(try await desk.count("SELECT count(*) FROM scheduling.referrals WHERE status = 'open'") == 1)
+            #expect(try await desk.book(slot, token: waiting.token).problemCode == "slot-cancelled")
+            #expect(try await app.request(.post, "/api/v1/slots/\(slot)/cancel", token: desk.h1).problemCode == "invalid-transition")
+            let fhir = try await app.request(.get, "/fhir/r4/Slot/\(slot)", token: desk.h1)
+            #expect(fhir.json["status"] as? String == "busy-unavailable")
+        }
+    }
+
     @Test func checkInGivesQueueNumbersAndReschedulingMovesAtomically() async throws {
         try await withTestApp(Self.overrides) { app in
             let desk = try await BookingDesk.open(app)
@@ -517,4 +552,21 @@ func nextDay(_ day: String) -> String {
     formatter.timeZone = TimeZone(identifier: "UTC")
     let date = formatter.date(from: day)!.addingTimeInterval(86_400)
     return formatter.string(from: date)
+}
+
+/// The token buckets behind the booking rate limits, on a clock the test controls.
+@Suite struct RateLimiterTests {
+    @Test func aBurstThenTheSteadyRateAndOtherKeysUntouched() async {
+        let limiter = RateLimiter(burst: 3, perSecond: 0.5)
+        var answers: [Int?] = []
+        for _ in 0..<4 { answers.append(await limiter.take("resident-a", now: 1000)) }
+        #expect(answers == [nil, nil, nil, 2])
+        #expect(await limiter.take("resident-b", now: 1000) == nil)
+        // One token back after two seconds, not two.
+        #expect(await limiter.take("resident-a", now: 1002) == nil)
+        #expect(await limiter.take("resident-a", now: 1002) != nil)
+        // A long pause refills to the burst, never beyond it.
+        for _ in 0..<3 { #expect(await limiter.take("resident-a", now: 2000) == nil) }
+        #expect(await limiter.take("resident-a", now: 2000) != nil)
+    }
 }
