@@ -116,7 +116,7 @@ public struct BookingService: Sendable {
         let slot = try await SlotState.load(slotID, on: client, logger: logger)
         try slot.check(pool: referral == nil ? .public : .referral, principal: principal)
         return try await client.transaction(logger: logger) { connection in
-            let resident = try await Self.survivor(named, on: connection, logger: logger)
+            let resident = try await Self.survivorLocked(named, on: connection, logger: logger)
             return try await book(
                 slot: slot, resident: resident, referral: referral, channel: party.channel, rescheduledFrom: nil, by: principal,
                 requestID: requestID, on: connection)
@@ -127,6 +127,18 @@ public struct BookingService: Sendable {
     static func survivor(_ resident: UUID, on connection: PostgresConnection, logger: Logger) async throws -> UUID {
         let rows = try await connection.query(
             "SELECT coalesce(merged_into, id) FROM registry.residents WHERE id = \(resident)", logger: logger
+        ).collect()
+        guard let survivor = try rows.first?.decode(UUID.self) else { throw SchedulingError.notFound("resident \(resident.lowercased)") }
+        return survivor
+    }
+
+    /// The surviving record, locked for this transaction's booking rules: one round trip.
+    static func survivorLocked(_ resident: UUID, on connection: PostgresConnection, logger: Logger) async throws -> UUID {
+        let rows = try await connection.query(
+            """
+            SELECT s.id FROM (SELECT coalesce(merged_into, id) AS id FROM registry.residents WHERE id = \(resident)) AS s
+            CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(hashtextextended('scheduling:' || s.id::text, 0))) AS l
+            """, logger: logger
         ).collect()
         guard let survivor = try rows.first?.decode(UUID.self) else { throw SchedulingError.notFound("resident \(resident.lowercased)") }
         return survivor
@@ -171,63 +183,93 @@ public struct BookingService: Sendable {
         return nil
     }
 
+    /// Books inside the caller's transaction, which holds the resident's lock (`survivorLocked`
+    /// or `lockBooking`). The place, the booking, the referral, the outbox row and the audit row
+    /// are one statement, the last before the commit, so the slot's row lock is held only for that
+    /// statement and the commit, and a lost race writes nothing.
     func book(
         slot: SlotState, resident: UUID, referral: UUID?, channel: String, rescheduledFrom: UUID?, by principal: Principal,
         requestID: String?, on connection: PostgresConnection
     ) async throws -> Booking {
-        try await Self.lockResident(resident, on: connection, logger: logger)
         if let referral {
             try await claimReferral(referral, resident: resident, slot: slot, principal: principal, on: connection)
         }
         if let refusal = try await residentRefusal(resident, provider: slot.provider, day: slot.day, on: connection) { throw refusal }
         let id = UUID()
         let pool = referral == nil ? "public" : "referral"
-        _ = try await connection.query(
+        let audit = AuditEvent(
+            principal: principal, action: "booking.create", resource: "booking/\(id.lowercased)", residentPseudonym: pseudonym(resident),
+            purpose: "scheduling", requestID: requestID)
+        var binds = PostgresBindings()
+        binds.append(slot.id)
+        binds.append(id)
+        binds.append(resident)
+        binds.append(slot.provider)
+        binds.append(slot.facility)
+        binds.append(slot.day)
+        binds.append(slot.start)
+        binds.append(pool)
+        if let referral { binds.append(referral) } else { binds.appendNull() }
+        binds.append(channel)
+        binds.append(principal.clientID)
+        if let rescheduledFrom { binds.append(rescheduledFrom) } else { binds.appendNull() }
+        binds.append(try AuditTrail.json([audit]))
+        let take = pool == "public" ? Self.takePublic : Self.takeReferral
+        let sql = """
+            WITH taken AS (\(take) RETURNING s.id),
+            booking AS (
+                INSERT INTO scheduling.bookings (id, slot_id, resident_id, provider_id, facility, day, starts_at, pool, referral_id, channel,
+                                                 booked_by, rescheduled_from)
+                SELECT $2, taken.id, $3, $4, $5, $6::date, $7, $8, $9::uuid, $10, $11, $12::uuid FROM taken
+                RETURNING id, booked_at
+            ), referral AS (
+                UPDATE scheduling.referrals r SET status = 'booked', booking_id = booking.id FROM booking WHERE r.id = $9::uuid
+            ), told AS (
+                INSERT INTO scheduling.outbox (topic, resident_id, booking_id, payload)
+                SELECT 'booking.confirmed', $3, booking.id,
+                       jsonb_build_object('booking', booking.id, 'slot', $1::uuid, 'facility', $5::text, 'provider', $4::uuid,
+                                          'start', $7::timestamptz)
+                FROM booking
+            ), audited AS (
+                \(AuditTrail.insertSQL(json: "$13")) WHERE EXISTS (SELECT 1 FROM booking)
+            )
+            SELECT booked_at FROM booking
             """
-            INSERT INTO scheduling.bookings (id, slot_id, resident_id, provider_id, facility, day, starts_at, pool, referral_id, channel, booked_by, rescheduled_from)
-            VALUES (\(id), \(slot.id), \(resident), \(slot.provider), \(slot.facility), \(slot.day)::date, \(slot.start), \(pool), \(referral),
-                    \(channel), \(principal.clientID), \(rescheduledFrom))
-            """, logger: logger)
-        if let referral {
-            _ = try await connection.query(
-                "UPDATE scheduling.referrals SET status = 'booked', booking_id = \(id) WHERE id = \(referral)", logger: logger)
+        let rows: [PostgresRow]
+        do {
+            rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw SchedulingError.refused(
+                code: "one-booking-per-provider-per-day", detail: "the resident already has a booking with this provider on \(slot.day)")
         }
-        try await Self.notify(
-            "booking.confirmed", resident: resident, booking: id, slot: slot, on: connection, logger: logger)
-        try await SchedulingAudit.record(
-            principal, "booking.create", pseudonym: pseudonym(resident), resource: "booking/\(id.lowercased)", requestID: requestID,
-            on: connection, logger: logger)
-        // Last: the slot's row lock is held from here to the commit only.
-        guard try await Self.take(slot.id, pool: pool, on: connection, logger: logger) else {
-            // Lost the race (or the release moment has not come after all): nothing above stays.
+        guard let bookedAt = try rows.first?.decode(Date.self) else {
+            // Lost the race (or the release instant has not come after all): nothing was written.
             throw try await SlotState.load(slot.id, on: connection, logger: logger).refusal(pool: pool == "public" ? .public : .referral)
                 ?? SchedulingError.full
         }
-        return try await read(id, on: connection)
+        return Booking(
+            id: id.lowercased, slot: slot.id.lowercased, resident: resident.lowercased, provider: slot.provider.lowercased,
+            facility: slot.facility, department: slot.departmentCode, day: slot.day, session: slot.session, start: slot.start,
+            end: slot.end, status: "booked", pool: pool, referral: referral?.lowercased, channel: channel, bookedAt: bookedAt,
+            rescheduledFrom: rescheduledFrom?.lowercased)
     }
+
+    /// The conditional counter updates that settle who gets a place ($1: the slot).
+    static let takePublic = """
+        UPDATE scheduling.slots s SET public_booked = public_booked + 1
+        WHERE s.id = $1 AND s.status = 'open' AND now() >= s.release_at AND now() < s.ends_at AND \(SlotDirectory.publicFree) > 0
+        """
+    static let takeReferral = """
+        UPDATE scheduling.slots s SET referral_booked = referral_booked + 1
+        WHERE s.id = $1 AND s.status = 'open' AND now() < s.ends_at AND s.public_booked + s.referral_booked < s.capacity
+        """
 
     /// Takes one place from the slot's pool if one is free now; false when none is.
     static func take(_ slot: UUID, pool: String, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        let rows: [PostgresRow]
-        if pool == "public" {
-            rows = try await connection.query(
-                """
-                UPDATE scheduling.slots s SET public_booked = public_booked + 1
-                WHERE s.id = \(slot) AND s.status = 'open' AND now() >= s.release_at AND now() < s.ends_at
-                  AND \(unescaped: SlotDirectory.publicFree) > 0
-                RETURNING 1
-                """, logger: logger
-            ).collect()
-        } else {
-            rows = try await connection.query(
-                """
-                UPDATE scheduling.slots s SET referral_booked = referral_booked + 1
-                WHERE s.id = \(slot) AND s.status = 'open' AND now() < s.ends_at AND s.public_booked + s.referral_booked < s.capacity
-                RETURNING 1
-                """, logger: logger
-            ).collect()
-        }
-        return !rows.isEmpty
+        var binds = PostgresBindings()
+        binds.append(slot)
+        let sql = (pool == "public" ? takePublic : takeReferral) + " RETURNING 1"
+        return try await !connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect().isEmpty
     }
 
     func claimReferral(_ referral: UUID, resident: UUID, slot: SlotState, principal: Principal, on connection: PostgresConnection)
@@ -604,8 +646,10 @@ struct SlotState: Sendable {
     let id: UUID
     let provider: UUID
     let department: UUID
+    let departmentCode: String
     let facility: String
     let day: String
+    let session: String
     let start: Date
     let end: Date
     let status: String
@@ -622,19 +666,21 @@ struct SlotState: Sendable {
     static func load(_ id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> SlotState {
         let rows = try await connection.query(
             """
-            SELECT s.id, s.provider_id, s.department_id, s.facility, s.day::text, s.starts_at, s.ends_at, s.status, s.release_at,
-                   now() >= s.release_at, now() >= s.ends_at, \(unescaped: SlotDirectory.publicFree),
+            SELECT s.id, s.provider_id, s.department_id, d.code, s.facility, s.day::text, s.session, s.starts_at, s.ends_at, s.status,
+                   s.release_at, now() >= s.release_at, now() >= s.ends_at, \(unescaped: SlotDirectory.publicFree),
                    s.capacity - s.public_booked - s.referral_booked
-            FROM scheduling.slots s WHERE s.id = \(id)
+            FROM scheduling.slots s JOIN scheduling.departments d ON d.id = s.department_id WHERE s.id = \(id)
             """, logger: logger
         ).collect()
-        guard let c = try rows.first?.decode((UUID, UUID, UUID, String, String, Date, Date, String, Date, Bool, Bool, Int32, Int32).self)
+        guard
+            let c = try rows.first?.decode(
+                (UUID, UUID, UUID, String, String, String, String, Date, Date, String, Date, Bool, Bool, Int32, Int32).self)
         else {
             throw SchedulingError.notFound("slot \(id.lowercased)")
         }
         return SlotState(
-            id: c.0, provider: c.1, department: c.2, facility: c.3, day: c.4, start: c.5, end: c.6, status: c.7, releaseAt: c.8,
-            released: c.9, over: c.10, publicFree: Int(c.11), referralFree: Int(c.12))
+            id: c.0, provider: c.1, department: c.2, departmentCode: c.3, facility: c.4, day: c.5, session: c.6, start: c.7, end: c.8,
+            status: c.9, releaseAt: c.10, released: c.11, over: c.12, publicFree: Int(c.13), referralFree: Int(c.14))
     }
 
     /// Why the slot cannot take a booking from `pool` now, if it cannot.
