@@ -176,7 +176,8 @@ async def resident(session, args, stats, token, resident_id, listing, by_doctor,
             stats.other[code or str(status)] = stats.other.get(code or str(status), 0) + 1
             return
         # Full: what is left of this doctor, else of anyone in the department.
-        for query in (f"provider={doctor}&date={day}&available=true", f"facility={args.facility}&department={listing}&date={day}&available=true"):
+        for query in (f"provider={doctor}&date={day}&available=true&limit=20",
+                      f"facility={args.facility}&department={listing}&date={day}&available=true&limit=20"):
             status, found = await call(session, stats, "GET", args.url + "/api/v1/slots?" + query, token)
             items = (found or {}).get("items", []) if status == 200 else []
             if items:
