@@ -96,6 +96,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The online-consultation queue: requests, claims with their state machine, messages, duty
+        // rosters, the events behind the live streams, escalation and its outbox.
+        .target(
+            name: "Consultation",
+            dependencies: [
+                "Access", "Records", "Registry", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
         // the domain services (ADT into the registry).
         .target(
@@ -116,7 +127,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "Access", "ChronicCare", "ChronicRules", "IdentityNumbers", "Interop", "Records", "Registry", "Storage",
+                "Access", "ChronicCare", "ChronicRules", "Consultation", "IdentityNumbers", "Interop", "Records", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -125,7 +136,7 @@ let package = Package(
         .target(
             name: "QianyunServer",
             dependencies: [
-                "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Interop", "Records", "Registry", "Storage",
+                "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "Interop", "Records", "Registry", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -152,7 +163,8 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers",
+                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2", "Records",
+                "IdentityNumbers",
                 "NameMatching", "Registry",
                 "Storage",
                 "Interop",
