@@ -1,5 +1,6 @@
 import Access
 import ChronicCare
+import Consultation
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -40,6 +41,8 @@ extension Problem {
         case let error as RecordsError:
             return from(error)
         case let error as ChronicCareError:
+            return from(error)
+        case let error as ConsultationError:
             return from(error)
         case let error as InboxError:
             switch error {
@@ -159,6 +162,23 @@ extension Problem {
             return Problem(.conflict, code: code, title: "Conflicts with the current state", detail: error.description)
         case .ruleSet:
             return Problem(.unprocessableContent, code: "invalid-rule-set", title: "The rule set does not load", detail: error.description)
+        }
+    }
+
+    static func from(_ error: ConsultationError) -> Problem {
+        switch error {
+        case .invalid(let field, let reason):
+            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
+            problem.fieldErrors = [FieldError(field: field, reason: reason)]
+            return problem
+        case .notFound:
+            return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+        case .queueEmpty:
+            return Problem(.notFound, code: "queue-empty", title: "No consultation waiting", detail: error.description)
+        case .conflict(let code, _):
+            return Problem(.conflict, code: code, title: "Conflicts with the current state", detail: error.description)
+        case .forbidden(let code, _):
+            return Problem(.forbidden, code: code, title: "Not allowed", detail: error.description)
         }
     }
 

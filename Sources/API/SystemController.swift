@@ -58,6 +58,7 @@ public struct APIDependencies: Sendable {
     public var consents: ConsentController
     public var fhirRecord: FHIRRecordController
     public var chronicCare: ChronicCareController
+    public var consultation: ConsultationController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -67,7 +68,8 @@ public struct APIDependencies: Sendable {
     public init(
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
         interop: InteropController, documents: DocumentController, records: RecordController, consents: ConsentController,
-        fhirRecord: FHIRRecordController, chronicCare: ChronicCareController, system: SystemController,
+        fhirRecord: FHIRRecordController, chronicCare: ChronicCareController, consultation: ConsultationController,
+        system: SystemController,
         tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
@@ -81,6 +83,7 @@ public struct APIDependencies: Sendable {
         self.consents = consents
         self.fhirRecord = fhirRecord
         self.chronicCare = chronicCare
+        self.consultation = consultation
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -110,6 +113,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.records.addRoutes(to: api)
     dependencies.consents.addRoutes(to: api)
     dependencies.chronicCare.addRoutes(to: api)
+    dependencies.consultation.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     dependencies.fhirRecord.addRoutes(to: router, authentication: authentication)

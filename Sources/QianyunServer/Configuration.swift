@@ -55,6 +55,10 @@ public struct Configuration: Sendable {
     public var monitorIntervalSeconds = 5
     /// How often it sweeps for silence and overdue follow-ups.
     public var sweepIntervalSeconds = 3600
+    /// A consultation request still unclaimed this long is escalated.
+    public var consultationEscalateMinutes = 10
+    /// The handling time the estimated wait assumes until a department has its own recent figure.
+    public var consultationDefaultHandlingMinutes = 10
     public var schemasDirectory: String
     public var migrateOnStart = true
     public var databasePoolSize = 20
@@ -70,6 +74,7 @@ public struct Configuration: Sendable {
         "QIANYUN_DB_POOL_SIZE", "QIANYUN_AUTH_LOCK_AFTER_FAILURES", "QIANYUN_AUTH_LOCK_SECONDS", "QIANYUN_CONFIG_FILE",
         "QIANYUN_MLLP_TLS_CERT", "QIANYUN_MLLP_TLS_KEY", "QIANYUN_MLLP_TLS_CLIENT_CA", "QIANYUN_HL7_BATCH_SIZE",
         "QIANYUN_HL7_CONCURRENT_BATCHES", "QIANYUN_MAX_DOCUMENT_BYTES", "QIANYUN_CDA_SCHEMA", "QIANYUN_RELATIONSHIP_DAYS",
+        "QIANYUN_CONSULTATION_ESCALATE_MINUTES", "QIANYUN_CONSULTATION_DEFAULT_HANDLING_MINUTES",
     ]
 
     public init(schemasDirectory: String) {
@@ -210,6 +215,10 @@ public struct Configuration: Sendable {
             try integer("QIANYUN_MONITOR_INTERVAL_SECONDS", 1...3600) ?? configuration.monitorIntervalSeconds
         configuration.sweepIntervalSeconds =
             try integer("QIANYUN_SWEEP_INTERVAL_SECONDS", 10...86_400) ?? configuration.sweepIntervalSeconds
+        configuration.consultationEscalateMinutes =
+            try integer("QIANYUN_CONSULTATION_ESCALATE_MINUTES", 1...1440) ?? configuration.consultationEscalateMinutes
+        configuration.consultationDefaultHandlingMinutes =
+            try integer("QIANYUN_CONSULTATION_DEFAULT_HANDLING_MINUTES", 1...240) ?? configuration.consultationDefaultHandlingMinutes
         if let schema = text("QIANYUN_CDA_SCHEMA") {
             guard FileManager.default.isReadableFile(atPath: schema) else {
                 throw ConfigurationError("QIANYUN_CDA_SCHEMA", "cannot read \(schema)")
