@@ -107,6 +107,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The online-consultation queue: requests, claims with their state machine, messages, duty
+        // rosters, the events behind the live streams, escalation and its outbox.
+        .target(
+            name: "Consultation",
+            dependencies: [
+                "Access", "Records", "Registry", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
         // the domain services (ADT into the registry).
         .target(
@@ -127,7 +138,8 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "Access", "ChronicCare", "ChronicRules", "IdentityNumbers", "Interop", "Records", "Registry", "Scheduling", "Storage",
+                "Access", "ChronicCare", "ChronicRules", "Consultation", "IdentityNumbers", "Interop", "Records", "Registry", "Scheduling",
+                "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -136,7 +148,8 @@ let package = Package(
         .target(
             name: "QianyunServer",
             dependencies: [
-                "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Interop", "Records", "Registry", "Scheduling", "Storage",
+                "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "Interop", "Records", "Registry",
+                "Scheduling", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -163,7 +176,8 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "HL7v2", "Records", "IdentityNumbers",
+                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2", "Records",
+                "IdentityNumbers",
                 "NameMatching", "Registry", "Scheduling",
                 "Storage",
                 "Interop",

@@ -1,5 +1,6 @@
 import Access
 import ChronicCare
+import Consultation
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -43,6 +44,8 @@ extension Problem {
         case let error as ChronicCareError:
             return from(error)
         case let error as SchedulingError:
+            return from(error)
+        case let error as ConsultationError:
             return from(error)
         case let error as InboxError:
             switch error {
@@ -186,6 +189,23 @@ extension Problem {
             problem.headers[.retryAfter] = String(seconds)
             problem.extensions["limit"] = scope
             return problem
+        }
+    }
+
+    static func from(_ error: ConsultationError) -> Problem {
+        switch error {
+        case .invalid(let field, let reason):
+            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
+            problem.fieldErrors = [FieldError(field: field, reason: reason)]
+            return problem
+        case .notFound:
+            return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+        case .queueEmpty:
+            return Problem(.notFound, code: "queue-empty", title: "No consultation waiting", detail: error.description)
+        case .conflict(let code, _):
+            return Problem(.conflict, code: code, title: "Conflicts with the current state", detail: error.description)
+        case .forbidden(let code, _):
+            return Problem(.forbidden, code: code, title: "Not allowed", detail: error.description)
         }
     }
 

@@ -60,6 +60,7 @@ public struct APIDependencies: Sendable {
     public var chronicCare: ChronicCareController
     public var scheduling: SchedulingController
     public var fhirScheduling: FHIRSchedulingController
+    public var consultation: ConsultationController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -70,7 +71,7 @@ public struct APIDependencies: Sendable {
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
         interop: InteropController, documents: DocumentController, records: RecordController, consents: ConsentController,
         fhirRecord: FHIRRecordController, chronicCare: ChronicCareController, scheduling: SchedulingController,
-        fhirScheduling: FHIRSchedulingController, system: SystemController,
+        fhirScheduling: FHIRSchedulingController, consultation: ConsultationController, system: SystemController,
         tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
@@ -86,6 +87,7 @@ public struct APIDependencies: Sendable {
         self.chronicCare = chronicCare
         self.scheduling = scheduling
         self.fhirScheduling = fhirScheduling
+        self.consultation = consultation
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -116,6 +118,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.consents.addRoutes(to: api)
     dependencies.chronicCare.addRoutes(to: api)
     dependencies.scheduling.addRoutes(to: api)
+    dependencies.consultation.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     dependencies.fhirRecord.addRoutes(to: router, authentication: authentication)

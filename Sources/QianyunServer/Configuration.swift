@@ -60,6 +60,10 @@ public struct Configuration: Sendable {
     public var bookingPolicy = BookingPolicy()
     /// How often the scheduling worker hands freed places to waiting lists, reminds and delivers.
     public var schedulingIntervalSeconds = 30
+    /// A consultation request still unclaimed this long is escalated.
+    public var consultationEscalateMinutes = 10
+    /// The handling time the estimated wait assumes until a department has its own recent figure.
+    public var consultationDefaultHandlingMinutes = 10
     public var schemasDirectory: String
     public var migrateOnStart = true
     public var databasePoolSize = 20
@@ -78,6 +82,7 @@ public struct Configuration: Sendable {
         "QIANYUN_RULES_DIRECTORY", "QIANYUN_MONITOR_INTERVAL_SECONDS", "QIANYUN_SWEEP_INTERVAL_SECONDS", "QIANYUN_BOOKING_ACTIVE_LIMIT",
         "QIANYUN_BOOKING_NO_SHOW_LIMIT", "QIANYUN_BOOKING_SUSPENSION_DAYS", "QIANYUN_BOOKING_RESIDENT_PER_MINUTE",
         "QIANYUN_BOOKING_CLIENT_PER_SECOND", "QIANYUN_SCHEDULING_INTERVAL_SECONDS",
+        "QIANYUN_CONSULTATION_ESCALATE_MINUTES", "QIANYUN_CONSULTATION_DEFAULT_HANDLING_MINUTES",
     ]
 
     public init(schemasDirectory: String) {
@@ -233,6 +238,10 @@ public struct Configuration: Sendable {
         configuration.bookingPolicy = policy
         configuration.schedulingIntervalSeconds =
             try integer("QIANYUN_SCHEDULING_INTERVAL_SECONDS", 1...3600) ?? configuration.schedulingIntervalSeconds
+        configuration.consultationEscalateMinutes =
+            try integer("QIANYUN_CONSULTATION_ESCALATE_MINUTES", 1...1440) ?? configuration.consultationEscalateMinutes
+        configuration.consultationDefaultHandlingMinutes =
+            try integer("QIANYUN_CONSULTATION_DEFAULT_HANDLING_MINUTES", 1...240) ?? configuration.consultationDefaultHandlingMinutes
         if let schema = text("QIANYUN_CDA_SCHEMA") {
             guard FileManager.default.isReadableFile(atPath: schema) else {
                 throw ConfigurationError("QIANYUN_CDA_SCHEMA", "cannot read \(schema)")

@@ -2,6 +2,7 @@ import API
 import Access
 import ChronicCare
 import ClinicalXML
+import Consultation
 import Crypto
 import Foundation
 import Hummingbird
@@ -134,6 +135,14 @@ public enum QianyunServer {
             client: postgres, alerts: alerts, configuration: monitoring, interval: .seconds(configuration.monitorIntervalSeconds),
             sweepInterval: .seconds(configuration.sweepIntervalSeconds), logger: logger)
         let scheduling = makeScheduling(configuration: configuration, postgres: postgres, residents: residents, logger: logger)
+        let consultations = ConsultationService(
+            client: postgres, registry: residents,
+            configuration: ConsultationConfiguration(
+                escalateAfterMinutes: configuration.consultationEscalateMinutes,
+                defaultHandlingMinutes: configuration.consultationDefaultHandlingMinutes),
+            logger: logger)
+        let consultationHub = ConsultationEventHub(client: postgres, logger: logger)
+        let consultationWorker = ConsultationWorker(consultations: consultations, logger: logger)
         let router = buildRouter(
             APIDependencies(
                 tokens: TokenController(clients: clients, tokens: tokenService),
@@ -150,6 +159,10 @@ public enum QianyunServer {
                     enrolments: EnrolmentService(client: postgres, registry: residents, configuration: monitoring, logger: logger),
                     alerts: alerts, rules: RuleService(client: postgres, configuration: monitoring, logger: logger), worker: monitor),
                 scheduling: scheduling.controller, fhirScheduling: scheduling.fhir,
+                consultation: ConsultationController(
+                    consultations: consultations, messages: MessageService(client: postgres, consultations: consultations, logger: logger),
+                    rosters: RosterService(client: postgres, logger: logger),
+                    feed: ConsultationEventFeed(client: postgres, consultations: consultations, hub: consultationHub, logger: logger)),
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
                 maximumDocumentBytes: configuration.maximumDocumentBytes))
@@ -186,6 +199,7 @@ public enum QianyunServer {
                 StatisticsKeeper(client: readAudit, tables: hotTables, logger: logger),
                 AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
                 StartedAfterMigrations(monitor, gate: migrated), StartedAfterMigrations(scheduling.worker, gate: migrated),
+                StartedAfterMigrations(consultationWorker, gate: migrated), StartedAfterMigrations(consultationHub, gate: migrated),
             ],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart

@@ -1,6 +1,7 @@
 import API
 import Access
 import ChronicCare
+import Consultation
 import Foundation
 import Interop
 import HTTPTypes
@@ -117,6 +118,7 @@ import Testing
                         logger: TestDatabase.logger)),
                 chronicCare: try chronicCareController(postgres: postgres, residents: residents),
                 scheduling: scheduling.controller, fhirScheduling: scheduling.fhir,
+                consultation: consultationController(postgres: postgres, residents: residents),
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
                 maximumBodyBytes: 1024, maximumDocumentBytes: 4096))
@@ -488,4 +490,15 @@ func chronicCareController(postgres: PostgresClient, residents: ResidentRegistry
         enrolments: EnrolmentService(client: postgres, registry: residents, configuration: monitoring, logger: TestDatabase.logger),
         alerts: alerts, rules: RuleService(client: postgres, configuration: monitoring, logger: TestDatabase.logger),
         worker: MonitoringWorker(client: postgres, alerts: alerts, configuration: monitoring, logger: TestDatabase.logger))
+}
+
+func consultationController(postgres: PostgresClient, residents: ResidentRegistry) -> ConsultationController {
+    let consultations = ConsultationService(
+        client: postgres, registry: residents, configuration: ConsultationConfiguration(), logger: TestDatabase.logger)
+    return ConsultationController(
+        consultations: consultations, messages: MessageService(client: postgres, consultations: consultations, logger: TestDatabase.logger),
+        rosters: RosterService(client: postgres, logger: TestDatabase.logger),
+        feed: ConsultationEventFeed(
+            client: postgres, consultations: consultations, hub: ConsultationEventHub(client: postgres, logger: TestDatabase.logger),
+            logger: TestDatabase.logger))
 }
