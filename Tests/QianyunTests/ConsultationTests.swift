@@ -454,6 +454,58 @@ extension TestApp {
         }
     }
 
+    @Test func noComplaintMessageOrSummaryReachesTheLogs() async throws {
+        let logs = CapturedLogs()
+        try await withTestApp(logger: logs.logger) { app in
+            let desk = try await app.consultationDesk(clinicians: 1)
+            let id = try await desk.askID("夜间阵发性呼吸困难")
+            _ = try await desk.claim(0)
+            _ = try await app.request(.post, "/api/v1/consultations/\(id)/messages", token: desk.patient, json: #"{"text":"服用硝酸甘油后缓解"}"#)
+            _ = try await desk.post(id, "accept", 0)
+            _ = try await desk.post(id, "complete", 0, json: #"{"summary":"心力衰竭待排","advice":"尽快心内科门诊"}"#)
+            _ = try await desk.ask(String(repeating: "咳", count: 4001))
+        }
+        let text = logs.text
+        #expect(!text.isEmpty)
+        for secret in ["夜间阵发性呼吸困难", "硝酸甘油", "心力衰竭待排", "尽快心内科门诊", "咳咳咳", "李秀英"] {
+            #expect(!text.contains(secret), "\(secret) reached the logs")
+        }
+    }
+
+    /// The wake-up behind the streams comes from PostgreSQL (pg_notify at commit), not from the
+    /// process that made the change: a hub on its own connection sees a change made with plain SQL.
+    @Test func theEventHubWakesOnACommittedChangeMadeElsewhere() async throws {
+        try await withTestApp { app in
+            let desk = try await app.consultationDesk(clinicians: 1)
+            let id = try await desk.askID()
+            let hub = ConsultationEventHub(client: app.postgres, logger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await hub.run() }
+                // Listening: the hub bumps once when its LISTEN is in place.
+                let deadline = ContinuousClock.now + .seconds(10)
+                while await hub.current() == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                let seen = await hub.current()
+                #expect(seen > 0)
+                // A change rolled back wakes nobody; a committed one does, well before the timeout.
+                _ = try? await app.postgres.withTransaction(logger: TestDatabase.logger) { connection in
+                    try await connection.query(
+                        "UPDATE consultation.consultations SET status = 'cancelled', cancelled_at = now() WHERE id = \(UUID(uuidString: id)!)",
+                        logger: TestDatabase.logger)
+                    throw CancellationError()
+                }
+                let quiet = ContinuousClock.now
+                await hub.wait(beyond: seen, timeout: .milliseconds(500))
+                #expect(await hub.current() == seen && ContinuousClock.now - quiet >= .milliseconds(450))
+                let started = ContinuousClock.now
+                try await app.postgres.query(
+                    "UPDATE consultation.consultations SET status = 'cancelled', cancelled_at = now() WHERE id = \(UUID(uuidString: id)!)")
+                await hub.wait(beyond: seen, timeout: .seconds(5))
+                #expect(await hub.current() > seen && ContinuousClock.now - started < .seconds(4))
+                group.cancelAll()
+            }
+        }
+    }
+
     @Test func escalationFlagsAndBumpsARequestOnceWithOneOutboxRow() async throws {
         try await withTestApp { app in
             let desk = try await app.consultationDesk(clinicians: 2)
