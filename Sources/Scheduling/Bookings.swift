@@ -134,12 +134,9 @@ public struct BookingService: Sendable {
 
     /// The surviving record, locked for this transaction's booking rules: one round trip.
     static func survivorLocked(_ resident: UUID, on connection: PostgresConnection, logger: Logger) async throws -> UUID {
-        let rows = try await connection.query(
-            """
-            SELECT s.id FROM (SELECT coalesce(merged_into, id) AS id FROM registry.residents WHERE id = \(resident)) AS s
-            CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(hashtextextended('scheduling:' || s.id::text, 0))) AS l
-            """, logger: logger
-        ).collect()
+        var binds = PostgresBindings()
+        binds.append(resident)
+        let rows = try await connection.run(SurvivorLockedStatement(binds: binds), logger: logger)
         guard let survivor = try rows.first?.decode(UUID.self) else { throw SchedulingError.notFound("resident \(resident.lowercased)") }
         return survivor
     }
@@ -214,30 +211,12 @@ public struct BookingService: Sendable {
         binds.append(principal.clientID)
         if let rescheduledFrom { binds.append(rescheduledFrom) } else { binds.appendNull() }
         binds.append(try AuditTrail.json([audit]))
-        let take = pool == "public" ? Self.takePublic : Self.takeReferral
-        let sql = """
-            WITH taken AS (\(take) RETURNING s.id),
-            booking AS (
-                INSERT INTO scheduling.bookings (id, slot_id, resident_id, provider_id, facility, day, starts_at, pool, referral_id, channel,
-                                                 booked_by, rescheduled_from)
-                SELECT $2, taken.id, $3, $4, $5, $6::date, $7, $8, $9::uuid, $10, $11, $12::uuid FROM taken
-                RETURNING id, booked_at
-            ), referral AS (
-                UPDATE scheduling.referrals r SET status = 'booked', booking_id = booking.id FROM booking WHERE r.id = $9::uuid
-            ), told AS (
-                INSERT INTO scheduling.outbox (topic, resident_id, booking_id, payload)
-                SELECT 'booking.confirmed', $3, booking.id,
-                       jsonb_build_object('booking', booking.id, 'slot', $1::uuid, 'facility', $5::text, 'provider', $4::uuid,
-                                          'start', $7::timestamptz)
-                FROM booking
-            ), audited AS (
-                \(AuditTrail.insertSQL(json: "$13")) WHERE EXISTS (SELECT 1 FROM booking)
-            )
-            SELECT booked_at FROM booking
-            """
         let rows: [PostgresRow]
         do {
-            rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).collect()
+            rows =
+                pool == "public"
+                ? try await connection.run(BookPublicStatement(binds: binds), logger: logger)
+                : try await connection.run(BookReferralStatement(binds: binds), logger: logger)
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             throw SchedulingError.refused(
                 code: "one-booking-per-provider-per-day", detail: "the resident already has a booking with this provider on \(slot.day)")
@@ -664,14 +643,9 @@ struct SlotState: Sendable {
     }
 
     static func load(_ id: UUID, on connection: PostgresConnection, logger: Logger) async throws -> SlotState {
-        let rows = try await connection.query(
-            """
-            SELECT s.id, s.provider_id, s.department_id, d.code, s.facility, s.day::text, s.session, s.starts_at, s.ends_at, s.status,
-                   s.release_at, now() >= s.release_at, now() >= s.ends_at, \(unescaped: SlotDirectory.publicFree),
-                   s.capacity - s.public_booked - s.referral_booked
-            FROM scheduling.slots s JOIN scheduling.departments d ON d.id = s.department_id WHERE s.id = \(id)
-            """, logger: logger
-        ).collect()
+        var binds = PostgresBindings()
+        binds.append(id)
+        let rows = try await connection.run(SlotStateStatement(binds: binds), logger: logger)
         guard
             let c = try rows.first?.decode(
                 (UUID, UUID, UUID, String, String, String, String, Date, Date, String, Date, Bool, Bool, Int32, Int32).self)
@@ -704,4 +678,66 @@ struct SlotState: Sendable {
             throw AccessError.forbidden("a facility books another facility's slots only on a referral")
         }
     }
+}
+
+// The statements of the booking path, prepared once per connection: in a release-hour rush each
+// runs thousands of times a second, and parsing and planning them was most of PostgreSQL's share.
+// Each finds its rows by primary key, so the plan cached with it cannot go stale as tables grow.
+
+/// A slot's state for the booking checks ($1: the slot).
+struct SlotStateStatement: PreparedSQL {
+    static let sql = """
+        SELECT s.id, s.provider_id, s.department_id, d.code, s.facility, s.day::text, s.session, s.starts_at, s.ends_at, s.status,
+               s.release_at, now() >= s.release_at, now() >= s.ends_at, \(SlotDirectory.publicFree),
+               s.capacity - s.public_booked - s.referral_booked
+        FROM scheduling.slots s JOIN scheduling.departments d ON d.id = s.department_id WHERE s.id = $1
+        """
+    let binds: PostgresBindings
+}
+
+/// The resident's surviving record, with the lock on their booking rules ($1: the resident).
+struct SurvivorLockedStatement: PreparedSQL {
+    static let sql = """
+        SELECT s.id FROM (SELECT coalesce(merged_into, id) AS id FROM registry.residents WHERE id = $1) AS s
+        CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(hashtextextended('scheduling:' || s.id::text, 0))) AS l
+        """
+    let binds: PostgresBindings
+}
+
+/// The place, the booking, the referral, the outbox row and the audit row: $1 slot, $2 booking,
+/// $3 resident, $4 provider, $5 facility, $6 day, $7 start, $8 pool, $9 referral, $10 channel,
+/// $11 client, $12 rescheduled from, $13 the audit row as JSON.
+enum BookingSQL {
+    static func statement(take: String) -> String {
+        """
+        WITH taken AS (\(take) RETURNING s.id),
+        booking AS (
+            INSERT INTO scheduling.bookings (id, slot_id, resident_id, provider_id, facility, day, starts_at, pool, referral_id, channel,
+                                             booked_by, rescheduled_from)
+            SELECT $2, taken.id, $3, $4, $5, $6::date, $7, $8, $9::uuid, $10, $11, $12::uuid FROM taken
+            RETURNING id, booked_at
+        ), referral AS (
+            UPDATE scheduling.referrals r SET status = 'booked', booking_id = booking.id FROM booking WHERE r.id = $9::uuid
+        ), told AS (
+            INSERT INTO scheduling.outbox (topic, resident_id, booking_id, payload)
+            SELECT 'booking.confirmed', $3, booking.id,
+                   jsonb_build_object('booking', booking.id, 'slot', $1::uuid, 'facility', $5::text, 'provider', $4::uuid,
+                                      'start', $7::timestamptz)
+            FROM booking
+        ), audited AS (
+            \(AuditTrail.insertSQL(json: "$13")) WHERE EXISTS (SELECT 1 FROM booking)
+        )
+        SELECT booked_at FROM booking
+        """
+    }
+}
+
+struct BookPublicStatement: PreparedSQL {
+    static let sql = BookingSQL.statement(take: BookingService.takePublic)
+    let binds: PostgresBindings
+}
+
+struct BookReferralStatement: PreparedSQL {
+    static let sql = BookingSQL.statement(take: BookingService.takeReferral)
+    let binds: PostgresBindings
 }
