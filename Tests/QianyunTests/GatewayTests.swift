@@ -417,13 +417,15 @@ import Testing
 
             let started = ContinuousClock.now
             let sent = try await CLITests.runOffPool(
-                ["hl7", "send", path, "--port", String(gateway.port), "--timeout", "20"], database: gateway.database)
+                ["hl7", "send", path, "--port", String(gateway.port), "--timeout", "90"], database: gateway.database)
             #expect(sent.status == 0, "\(sent.errors)")
             #expect(sent.output.contains("B-1 AA"), "\(sent.output)")
             #expect(sent.output.contains("E-1 CR 204"), "\(sent.output)")
             #expect(sent.output.contains("E-2 CA") && sent.output.contains("E-2 AA"), "\(sent.output)")
             #expect(sent.output.contains("sent 3 messages on 1 connections"))
-            #expect(ContinuousClock.now - started < .seconds(15), "no reply was waited for past its time")
+            // Waiting for the application ACK that never comes would take the whole 90 s timeout;
+            // the margin below it is for a loaded machine running the suite in parallel.
+            #expect(ContinuousClock.now - started < .seconds(60), "no reply was waited for past its time")
             #expect(try await gateway.count("SELECT count(*) FROM interop.messages") == 3)
             #expect(try await gateway.count("SELECT count(*) FROM registry.residents") == 2)
         }
