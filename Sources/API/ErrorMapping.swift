@@ -153,12 +153,17 @@ extension Problem {
 }
 
 extension Problem {
+    /// 422 for one field a module refused.
+    static func invalidField(_ field: String, _ reason: String, detail: String) -> Problem {
+        var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: detail)
+        problem.fieldErrors = [FieldError(field: field, reason: reason)]
+        return problem
+    }
+
     static func from(_ error: ChronicCareError) -> Problem {
         switch error {
         case .invalid(let field, let reason):
-            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
-            problem.fieldErrors = [FieldError(field: field, reason: reason)]
-            return problem
+            return .invalidField(field, reason, detail: error.description)
         case .notFound:
             return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
         case .conflict(let code, _):
@@ -171,9 +176,7 @@ extension Problem {
     static func from(_ error: SchedulingError) -> Problem {
         switch error {
         case .invalid(let field, let reason):
-            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
-            problem.fieldErrors = [FieldError(field: field, reason: reason)]
-            return problem
+            return .invalidField(field, reason, detail: error.description)
         case .notFound:
             return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
         case .refused(let code, _, let retryAt):
@@ -195,9 +198,7 @@ extension Problem {
     static func from(_ error: ConsultationError) -> Problem {
         switch error {
         case .invalid(let field, let reason):
-            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
-            problem.fieldErrors = [FieldError(field: field, reason: reason)]
-            return problem
+            return .invalidField(field, reason, detail: error.description)
         case .notFound:
             return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
         case .queueEmpty:
@@ -212,9 +213,7 @@ extension Problem {
     static func from(_ error: RecordsError) -> Problem {
         switch error {
         case .invalid(let field, let reason):
-            var problem = Problem(.unprocessableContent, code: "validation", title: "Invalid field", detail: error.description)
-            problem.fieldErrors = [FieldError(field: field, reason: reason)]
-            return problem
+            return .invalidField(field, reason, detail: error.description)
         case .unreadable(let xml):
             if case .tooLarge = xml {
                 return Problem(.contentTooLarge, code: "body-too-large", title: "Document too large", detail: error.description)

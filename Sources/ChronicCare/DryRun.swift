@@ -169,7 +169,7 @@ public struct RuleService: Sendable {
                     residents: count.residents.count,
                     perThousandPerWeek: (Double(count.alerts) * 1000 / Double(enrolled) / weeks * 100).rounded() / 100)
             }
-            try await MonitoringAudit(registry: nil, logger: logger).record(
+            try await ResidentAudit(registry: nil, purpose: "monitoring", logger: logger).record(
                 principal, "chronic.rules.dry-run", resident: nil, resource: "rules/dry-run?residents=\(residents.count)",
                 requestID: requestID, on: connection)
             return DryRunReport(

@@ -59,14 +59,14 @@ public struct EnrolmentService: Sendable {
     let client: PostgresClient
     let registry: ResidentRegistry
     let configuration: MonitoringConfiguration
-    let audit: MonitoringAudit
+    let audit: ResidentAudit
     let logger: Logger
 
     public init(client: PostgresClient, registry: ResidentRegistry, configuration: MonitoringConfiguration, logger: Logger) {
         self.client = client
         self.registry = registry
         self.configuration = configuration
-        self.audit = MonitoringAudit(registry: registry, logger: logger)
+        self.audit = ResidentAudit(registry: registry, purpose: "monitoring", logger: logger)
         self.logger = logger
     }
 

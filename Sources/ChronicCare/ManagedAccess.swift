@@ -49,22 +49,3 @@ enum ManagedAccess {
         return id
     }
 }
-
-/// The module's audit row: every read and change of monitoring data, in the caller's
-/// transaction, with the resident's pseudonym (never their id number or name).
-struct MonitoringAudit: Sendable {
-    let registry: ResidentRegistry?
-    let logger: Logger
-
-    func record(
-        _ principal: Principal, _ action: String, resident: UUID?, resource: String, requestID: String?,
-        on connection: PostgresConnection
-    ) async throws {
-        let pseudonym = resident.flatMap { resident in registry.map { $0.residentPseudonym(resident) } }
-        try await AuditTrail.append(
-            AuditEvent(
-                principal: principal, action: action, resource: resource, residentPseudonym: pseudonym, purpose: "monitoring",
-                requestID: requestID),
-            on: connection, logger: logger)
-    }
-}

@@ -119,14 +119,14 @@ public struct ReadingService: Sendable {
     let client: PostgresClient
     let registry: ResidentRegistry
     let evaluator: Evaluator
-    let audit: MonitoringAudit
+    let audit: ResidentAudit
     let logger: Logger
 
     public init(client: PostgresClient, registry: ResidentRegistry, configuration: MonitoringConfiguration, logger: Logger) {
         self.client = client
         self.registry = registry
         self.evaluator = Evaluator(configuration: configuration, logger: logger)
-        self.audit = MonitoringAudit(registry: registry, logger: logger)
+        self.audit = ResidentAudit(registry: registry, purpose: "monitoring", logger: logger)
         self.logger = logger
     }
 

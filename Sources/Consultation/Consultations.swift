@@ -77,14 +77,14 @@ public struct CompletionRequest: Sendable, Decodable {
 public struct ConsultationService: Sendable {
     let client: PostgresClient
     let configuration: ConsultationConfiguration
-    let audit: ConsultationAudit
+    let audit: ResidentAudit
     let record: ClinicalRecord
     let logger: Logger
 
     public init(client: PostgresClient, registry: ResidentRegistry, configuration: ConsultationConfiguration, logger: Logger) {
         self.client = client
         self.configuration = configuration
-        self.audit = ConsultationAudit(registry: registry, logger: logger)
+        self.audit = ResidentAudit(registry: registry, purpose: "consultation", logger: logger)
         self.record = ClinicalRecord(logger: logger)
         self.logger = logger
     }
