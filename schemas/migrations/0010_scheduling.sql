@@ -234,3 +234,16 @@ LANGUAGE sql AS $$
     )
     SELECT count(*)::integer FROM inserted
 $$;
+
+-- Roles gained scopes with appointments (a HIS reads its bookings, a clinician refers, an admin
+-- keeps schedules). Clients registered with their role's whole default set before then get the
+-- new ones too; a client deliberately registered with fewer keeps exactly what it was given.
+UPDATE access.clients SET scopes = scopes || ARRAY['scheduling.read']
+WHERE role = 'his' AND NOT scopes @> ARRAY['scheduling.read']
+  AND scopes @> ARRAY['facilities.read', 'registry.read', 'registry.write', 'records.read', 'records.write', 'scheduling.write'];
+UPDATE access.clients SET scopes = scopes || ARRAY['scheduling.write']
+WHERE role = 'clinician' AND NOT scopes @> ARRAY['scheduling.write']
+  AND scopes @> ARRAY['facilities.read', 'registry.read', 'records.read', 'records.write', 'scheduling.read', 'consultation.write'];
+UPDATE access.clients SET scopes = scopes || ARRAY['scheduling.write']
+WHERE role = 'admin' AND NOT scopes @> ARRAY['scheduling.write']
+  AND scopes @> ARRAY['facilities.read', 'facilities.write', 'registry.read', 'registry.admin', 'audit.read', 'clients.admin'];
