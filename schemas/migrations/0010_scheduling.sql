@@ -235,9 +235,14 @@ LANGUAGE sql AS $$
     SELECT count(*)::integer FROM inserted
 $$;
 
--- Roles gained scopes with appointments (a HIS reads its bookings, a clinician refers, an admin
--- keeps schedules). Clients registered with their role's whole default set before then get the
--- new ones too; a client deliberately registered with fewer keeps exactly what it was given.
+-- Roles gained scopes with chronic-disease monitoring (0009 did not grant them to clients already
+-- registered) and with appointments (a HIS reads its bookings, a clinician refers, an admin keeps
+-- schedules). Clients registered with their role's whole default set before then get the new
+-- ones too; a client deliberately registered with fewer keeps exactly what it was given.
+UPDATE access.clients SET scopes = scopes || ARRAY['monitoring.read', 'monitoring.write']
+WHERE role IN ('his', 'clinician') AND NOT scopes && ARRAY['monitoring.read', 'monitoring.write']
+  AND scopes @> CASE role WHEN 'his' THEN ARRAY['facilities.read', 'registry.read', 'registry.write', 'records.read', 'records.write', 'scheduling.write']
+                          ELSE ARRAY['facilities.read', 'registry.read', 'records.read', 'records.write', 'scheduling.read', 'consultation.write'] END;
 UPDATE access.clients SET scopes = scopes || ARRAY['scheduling.read']
 WHERE role = 'his' AND NOT scopes @> ARRAY['scheduling.read']
   AND scopes @> ARRAY['facilities.read', 'registry.read', 'registry.write', 'records.read', 'records.write', 'scheduling.write'];
