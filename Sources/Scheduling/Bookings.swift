@@ -77,12 +77,12 @@ public struct BookingService: Sendable {
         switch principal.role {
         case .patient:
             try principal.require(scope: "scheduling.write")
-            guard let own = principal.resident else { throw AccessError.forbidden("the token acts for no resident") }
+            let own = try principal.ownResident().lowercased
             if let named, named.lowercased() != own.lowercased() { throw AccessError.forbidden("a patient books only for themselves") }
             return (own, "app")
         case .his, .clinician:
             try principal.require(scope: "scheduling.write")
-            guard principal.facility != nil else { throw AccessError.forbidden("the client is not bound to a facility") }
+            _ = try principal.boundFacility()
             guard let named else { throw SchedulingError.invalid(field: "resident", reason: "is required when a facility books") }
             return (named, "his")
         default:
@@ -373,9 +373,7 @@ public struct BookingService: Sendable {
             switch principal.role {
             case .patient:
                 try principal.require(scope: "self.read")
-                guard let own = principal.resident.flatMap(UUID.init(uuidString:)) else {
-                    throw AccessError.forbidden("the token acts for no resident")
-                }
+                let own = try principal.ownResident()
                 rows = try await connection.query(
                     """
                     \(unescaped: Self.columns) WHERE b.resident_id = \(own) AND (\(status)::text IS NULL OR b.status = \(status))
@@ -383,7 +381,7 @@ public struct BookingService: Sendable {
                     """, logger: logger)
             case .his, .clinician:
                 try principal.require(scope: "scheduling.read")
-                guard let facility = principal.facility else { throw AccessError.forbidden("the client is not bound to a facility") }
+                let facility = try principal.boundFacility()
                 let residentID = try resident.map { text -> UUID in
                     guard let id = UUID(uuidString: text) else { throw SchedulingError.invalid(field: "resident", reason: "a resident id") }
                     return id

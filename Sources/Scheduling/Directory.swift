@@ -124,7 +124,7 @@ public struct SchedulingDirectory: Sendable {
         switch principal.role {
         case .his:
             try principal.require(scope: "scheduling.write")
-            guard let own = principal.facility else { throw AccessError.forbidden("the client is not bound to a facility") }
+            let own = try principal.boundFacility()
             if let named, named != own { throw AccessError.forbidden("client is not bound to facility \(named)") }
             return own
         case .admin:

@@ -49,7 +49,7 @@ public struct ReferralService: Sendable {
             throw AccessError.forbidden("referrals are made by facilities")
         }
         try principal.require(scope: "scheduling.write")
-        guard let from = principal.facility else { throw AccessError.forbidden("the client is not bound to a facility") }
+        let from = try principal.boundFacility()
         guard let named = UUID(uuidString: request.resident) else {
             throw SchedulingError.invalid(field: "resident", reason: "a resident id")
         }
@@ -124,14 +124,12 @@ public struct ReferralService: Sendable {
             let rows: PostgresRowSequence
             switch principal.role {
             case .patient:
-                guard let own = principal.resident.flatMap(UUID.init(uuidString:)) else {
-                    throw AccessError.forbidden("the token acts for no resident")
-                }
+                let own = try principal.ownResident()
                 rows = try await connection.query(
                     "\(unescaped: Self.columns) WHERE r.resident_id = \(own) ORDER BY r.created_at DESC LIMIT 200", logger: logger)
             case .his, .clinician:
                 try principal.require(scope: "scheduling.read")
-                guard let facility = principal.facility else { throw AccessError.forbidden("the client is not bound to a facility") }
+                let facility = try principal.boundFacility()
                 guard direction == nil || direction == "sent" || direction == "received" else {
                     throw SchedulingError.invalid(field: "direction", reason: "sent or received")
                 }

@@ -1,3 +1,4 @@
+import Access
 import Foundation
 
 /// Failures of the appointments module with stable codes; every refusal of a booking rule says
@@ -33,5 +34,19 @@ public enum SchedulingError: Error, Equatable, CustomStringConvertible {
 enum Timestamp {
     static func iso(_ date: Date) -> String {
         date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: false).timeZone(separator: .omitted))
+    }
+}
+
+extension Principal {
+    /// The resident a patient token acts for, as an id.
+    func ownResident() throws -> UUID {
+        guard let resident, let id = UUID(uuidString: resident) else { throw AccessError.forbidden("the token acts for no resident") }
+        return id
+    }
+
+    /// The facility a HIS or clinician client is bound to.
+    func boundFacility() throws -> String {
+        guard let facility else { throw AccessError.forbidden("the client is not bound to a facility") }
+        return facility
     }
 }

@@ -110,9 +110,7 @@ public struct WaitingList: Sendable {
             let rows: PostgresRowSequence
             switch principal.role {
             case .patient:
-                guard let own = principal.resident.flatMap(UUID.init(uuidString:)) else {
-                    throw AccessError.forbidden("the token acts for no resident")
-                }
+                let own = try principal.ownResident()
                 rows = try await connection.query(
                     "\(unescaped: Self.columns) WHERE w.resident_id = \(own) ORDER BY w.joined_at DESC LIMIT 200", logger: logger)
             case .his, .clinician:
