@@ -416,7 +416,7 @@ extension TestApp {
                     (
                         "resident",
                         try await app.request(
-                            .get, "/api/v1/consultations/\(id)/events?timeout=3", token: desk.patient,
+                            .get, "/api/v1/consultations/\(id)/events?timeout=10", token: desk.patient,
                             headers: [HTTPField.Name("Last-Event-ID")!: String(latest)])
                     )
                 }
@@ -424,9 +424,11 @@ extension TestApp {
                     (
                         "desk",
                         try await app.request(
-                            .get, "/api/v1/consultations/stream?department=\(desk.cardiology)&timeout=3", token: desk.clinicians[0].token)
+                            .get, "/api/v1/consultations/stream?department=\(desk.cardiology)&timeout=10", token: desk.clinicians[0].token)
                     )
                 }
+                // The streams stay open 10 s: on a loaded machine the claim and the message below
+                // can take seconds, and must still reach them.
                 try await Task.sleep(for: .milliseconds(700))
                 _ = try await desk.claim(0)
                 _ = try await app.request(.post, "/api/v1/consultations/\(id)/messages", token: desk.patient, json: #"{"text":"在吗"}"#)
