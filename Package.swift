@@ -36,6 +36,9 @@ let package = Package(
         // The chronic-disease rules engine: readings, rule sets as data, incremental and sweep
         // evaluation. No I/O, no dependencies.
         .target(name: "ChronicRules", linkerSettings: [.linkedLibrary("m")]),
+        // Aberration detection on daily counts, defined as R's surveillance 1.20.3 defines it (EARS
+        // C1–C3, CUSUM) plus CIDARS's moving percentile. No I/O, no dependencies.
+        .target(name: "Aberration", linkerSettings: [.linkedLibrary("m")]),
         // libxml2 (a system library), seen only by ClinicalXML.
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         // Clinical XML without I/O: libxml2 hardened (no network, no DTD or entity, size and depth
