@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2", "Records",
+                "QianyunServer", "API", "Aberration", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2", "Records",
                 "IdentityNumbers",
                 "NameMatching", "Registry", "Scheduling",
                 "Storage",
@@ -188,7 +188,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ]
+            ],
+            // R's reference values and the script that makes them, read through #filePath.
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]
