@@ -179,7 +179,8 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Aberration", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2", "Records",
+                "QianyunServer", "API", "Aberration", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2",
+                "Records",
                 "IdentityNumbers",
                 "NameMatching", "Registry", "Scheduling",
                 "Storage",
