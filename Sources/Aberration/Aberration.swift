@@ -77,14 +77,15 @@ public enum AberrationError: Error, Equatable, CustomStringConvertible {
         case .rangeOutOfBounds(let range, let count):
             "the range \(range.lowerBound)...\(range.upperBound) is outside the series' positions 1...\(count)"
         case .rangeTooEarly(let first, let minimum):
-            "the range starts at \(first), but the method needs history up to its first position \(minimum)"
+            "the range starts at \(first), before \(minimum), the first position with the history the method needs"
         case .invalidParameter(let name, let reason): "parameter \(name) \(reason)"
         }
     }
 }
 
 public enum Aberration {
-    /// R's integer maximum: counts R could not hold could not be checked against it either.
+    /// R's integer maximum: R could not hold a larger count, and below it every sum formed here
+    /// is exact.
     public static let maximumCount = Int(Int32.max)
 
     /// Evaluates `counts[range]`. `range` is 1-based and inclusive, as R's `range`. For EARS and

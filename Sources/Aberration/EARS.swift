@@ -17,9 +17,9 @@ enum EARS {
                 points.append(point(t, observed, upperbound))
             }
         case .c3:
-            // C3 at t sums the C2 statistics of t−2 and t−1, each floored at 0 after subtracting 1;
-            // R writes it as an upper bound on the count, `y_t + sd_t·(z − lags)`, so the day's own
-            // C2 cancels and only the two days before it decide the alarm.
+            // C3 sums max(0, C2 − 1) over t−2, t−1 and t. R turns it into a bound on the count,
+            // `y_t + sd_t·(z − lags)` with only t−2 and t−1 in `lags`, floored at 0: y_t is compared
+            // with itself plus a term free of it, so the two days before decide the alarm.
             var lag2 = c2Statistic(counts, at: range.lowerBound - 2, baseline: baseline, minSigma: minSigma)
             var lag1 = c2Statistic(counts, at: range.lowerBound - 1, baseline: baseline, minSigma: minSigma)
             for t in range {
