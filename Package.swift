@@ -121,6 +121,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Notifiable-disease surveillance: case definitions and the detection they drive, counts
+        // with small-cell suppression, the de-identified line list and its data classes, case
+        // review, early-warning signals and their lifecycle.
+        .target(
+            name: "Surveillance",
+            dependencies: [
+                "Aberration", "Access", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
         // the domain services (ADT into the registry).
         .target(
@@ -142,6 +155,7 @@ let package = Package(
             name: "API",
             dependencies: [
                 "Access", "ChronicCare", "ChronicRules", "Consultation", "IdentityNumbers", "Interop", "Records", "Registry", "Scheduling",
+                "Surveillance", "Aberration",
                 "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -152,6 +166,7 @@ let package = Package(
             name: "QianyunServer",
             dependencies: [
                 "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "Interop", "Records", "Registry",
+                "Surveillance",
                 "Scheduling", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -180,7 +195,7 @@ let package = Package(
             name: "QianyunTests",
             dependencies: [
                 "QianyunServer", "API", "Aberration", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2",
-                "Records",
+                "Records", "Surveillance",
                 "IdentityNumbers",
                 "NameMatching", "Registry", "Scheduling",
                 "Storage",
