@@ -257,14 +257,23 @@ extension TestApp {
 
             // No other route shows the analyst a resident.
             let resident = caseID.1
+            let item = try #require(
+                try await app.postgres.query("SELECT id::text FROM records.entries LIMIT 1", logger: TestDatabase.logger).collect().first?
+                    .decode(String.self))
             for path in [
                 "/api/v1/residents?name=张三", "/api/v1/residents/\(resident)", "/api/v1/residents/\(resident)/record",
-                "/api/v1/residents/\(resident)/identifiers", "/fhir/Patient/\(resident)", "/fhir/Patient?identifier=\(patient)",
-                "/api/v1/identifiers/\(Self.facility)/MRN-0001", "/api/v1/interop/messages", "/api/v1/audit",
+                "/api/v1/residents/\(resident)/identifiers", "/api/v1/residents/\(resident)/history", "/api/v1/residents/\(resident)/cards",
+                "/api/v1/residents/\(resident)/reports", "/api/v1/residents/\(resident)/readings", "/api/v1/record/items/\(item)",
+                "/fhir/r4/Patient/\(resident)", "/fhir/r4/Patient?identifier=urn:qianyun:document:resident-id%7C\(patient)",
+                "/fhir/r4/Patient/\(resident)/$everything",
+                "/fhir/r4/Condition?patient=\(resident)", "/fhir/r4/Observation?patient=\(resident)",
+                "/api/v1/identifiers/\(Self.facility)/MRN-0001", "/api/v1/interop/messages", "/api/v1/enrolments?resident=\(resident)",
+                "/api/v1/alerts", "/api/v1/bookings?patient=\(resident)", "/api/v1/consultations",
             ] {
                 let response = try await app.request(.get, path, token: analyst)
-                #expect([.forbidden, .notFound].contains(response.status), "\(path): \(response.status)")
-                #expect(!String(buffer: response.body).contains("张三"), "\(path)")
+                #expect(response.status == .forbidden, "\(path): \(response.status)")
+                let text = String(buffer: response.body)
+                #expect(!text.contains("张三") && !text.contains(patient) && !text.contains("MRN-0001"), "\(path)")
             }
             // And a hospital's token reads no surveillance export.
             #expect(try await app.request(.get, "/api/v1/surveillance/counts", token: his).status == .forbidden)
