@@ -195,10 +195,14 @@ extension TestApp {
                 </observation></entry>
                 """
             let xml = CDASamples.document(patientId: patient, extraBody: refuted).replacingOccurrences(
-                of: "code=\"E11.9\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"2型糖尿病\"",
-                with: "code=\"A38\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"猩红热\"")
+                of: "<value xsi:type=\"CD\" code=\"E11.9\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"2型糖尿病\"",
+                with: "<effectiveTime><low value=\"20261128080000+0800\"/></effectiveTime>"
+                    + "<value xsi:type=\"CD\" code=\"A38\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"猩红热\"")
             #expect(try await app.submit(his, xml).status == .created)
-            #expect(try await app.count("SELECT count(*) FROM surveillance.cases WHERE disease = 'scarlet-fever' AND sex = 1") == 1)
+            // The problem's onset (effectiveTime/low) is the case's onset.
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM surveillance.cases WHERE disease = 'scarlet-fever' AND sex = 1 AND onset_date = '2026-11-28'") == 1)
             #expect(try await app.count("SELECT count(*) FROM surveillance.cases") == 1)
             let caseID = try #require(
                 try await app.postgres.query("SELECT id::text, resident_id::text FROM surveillance.cases", logger: TestDatabase.logger)
