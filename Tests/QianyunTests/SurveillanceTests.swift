@@ -202,7 +202,8 @@ extension TestApp {
             // The problem's onset (effectiveTime/low) is the case's onset.
             #expect(
                 try await app.count(
-                    "SELECT count(*) FROM surveillance.cases WHERE disease = 'scarlet-fever' AND sex = 1 AND onset_date = '2026-11-28'") == 1)
+                    "SELECT count(*) FROM surveillance.cases WHERE disease = 'scarlet-fever' AND sex = 1 AND onset_date = '2026-11-28'")
+                    == 1)
             #expect(try await app.count("SELECT count(*) FROM surveillance.cases") == 1)
             let caseID = try #require(
                 try await app.postgres.query("SELECT id::text, resident_id::text FROM surveillance.cases", logger: TestDatabase.logger)
