@@ -474,6 +474,10 @@ extension TestApp {
             #expect(series.count == 56)
             #expect(series.last?["alarm"] as? Bool == true && series.last?["count"] as? Int == 12)
             #expect(series.contains { $0["suppressed"] as? Bool == true })
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM access.audit_log WHERE action = 'surveillance.export' AND resource LIKE 'surveillance/signal%'")
+                    == 2)
             // new → investigating → confirmed, with notes; no way back.
             let closeEarly = try await app.request(
                 .post, "/api/v1/surveillance/signals/\(id)/status", token: analyst, json: #"{"status": "confirmed", "note": "x"}"#)
