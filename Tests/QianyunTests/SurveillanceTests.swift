@@ -388,6 +388,74 @@ extension TestApp {
         }
     }
 
+    @Test func reportsOfOneResidentArrivingAtOnceMakeOneCase() async throws {
+        try await withTestApp { app in
+            try await app.addFacilities(Self.facility, "5201020002")
+            try await app.seedReports("Z00", division: "520102", daysAgo: [0])
+            let resident = try #require(
+                try await app.postgres.query("SELECT id FROM registry.residents LIMIT 1", logger: TestDatabase.logger).collect().first?
+                    .decode(UUID.self))
+            // Twelve diagnoses of tuberculosis from two hospitals, each in its own transaction, at once.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<12 {
+                    group.addTask {
+                        let facility = n % 2 == 0 ? Self.facility : "5201020002"
+                        let certainty = n % 3 == 0 ? "suspected" : "confirmed"
+                        try await app.postgres.query(
+                            """
+                            INSERT INTO records.entries (id, resident_id, facility, kind, code, certainty, effective_at)
+                            VALUES (gen_random_uuid(), \(resident), \(facility), 'diagnosis', 'A15.0', \(certainty), now())
+                            """, logger: TestDatabase.logger)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await app.count("SELECT count(*) FROM surveillance.cases WHERE disease = 'tuberculosis-pulmonary'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM surveillance.case_events") == 12)
+            #expect(try await app.count("SELECT count(*) FROM surveillance.case_events WHERE effect = 'created'") == 1)
+            // Tuberculosis names a confirming result, so a confirmed diagnosis is a clinical case.
+            #expect(try await app.count("SELECT count(*) FROM surveillance.cases WHERE classification = 'clinical'") == 1)
+        }
+    }
+
+    @Test func mangledQueriesAndBodiesGetClearErrorsNeverA5xx() async throws {
+        try await withTestApp { app in
+            try await app.addFacilities(Self.facility)
+            try await app.seedReports("J10", division: "520102", daysAgo: [1, 2, 3])
+            let analyst = try await app.token(role: .analyst)
+            var generator = SplitMix(seed: 8)
+            let pieces = [
+                "groupBy=", "disease=", "division=", "from=", "to=", "dateBasis=", "classification=", "limit=", "cursor=", "fields=",
+                "divisionLevel=", "includeExcluded=", "week", "day", "sex", "5201", "52", "2026-13-01", "-1", "%00", "%E4%B8%AD", "'; DROP",
+                "influenza", ",", "&", "999999999999999999999", "true", "onset", "county", "caseId", "name",
+            ]
+            for n in 0..<150 {
+                let query = (0..<Int.random(in: 1...6, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+                let path = ["counts", "cases", "timeliness", "signals"][n % 4]
+                let response = try await app.request(.get, "/api/v1/surveillance/\(path)?\(query)", token: analyst)
+                #expect(response.status.code < 500, "\(path)?\(query): \(response.status)")
+            }
+            let bodies = [
+                "", "{", "[]", "null", #"{"method": "C1"}"#, #"{"method": "C1", "counts": []}"#,
+                #"{"method": "CUSUM", "counts": [1, 2], "range": [1, 2]}"#,
+                #"{"method": "CIDARS", "counts": [1, 2, 3]}"#, #"{"method": "C1", "counts": [1e99]}"#,
+                #"{"method": "C1", "counts": [1, 2], "range": [2, 1]}"#,
+                #"{"method": "C3", "counts": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "range": [13, 13]}"#,
+                #"{"method": "CUSUM", "counts": [0, 0, 0, 5], "range": [2, 4], "k": -1e308, "h": 1e308}"#,
+                #"{"method": "C1", "counts": [1, 2, 3, 4, 5, 6, 7, 8, 9], "range": [9, 9], "baseline": 99999999999}"#,
+            ]
+            for body in bodies {
+                let response = try await app.request(.post, "/api/v1/surveillance/aberration", token: analyst, json: body)
+                #expect(response.status.code < 500, "\(body): \(response.status)")
+            }
+            for body in ["", "{", #"{"status": 5}"#, #"{"status": "new"}"#] {
+                let response = try await app.request(.post, "/api/v1/surveillance/signals/\(UUID())/status", token: analyst, json: body)
+                #expect(response.status.code < 500, "\(body): \(response.status)")
+            }
+            #expect(try await app.request(.get, "/api/v1/surveillance/counts", token: analyst).status == .ok)
+        }
+    }
+
     @Test func reviewConfirmsOrExcludesWithANoteAndExcludedCasesLeaveTheCounts() async throws {
         try await withTestApp { app in
             try await app.addFacilities(Self.facility)
