@@ -105,8 +105,8 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- One report (a diagnosis or a positive result) for one disease: joins the resident's case of
--- the episode, upgrading its classification, or opens a new case. Serialised per resident and
--- disease, so two senders reporting at once still make one case.
+-- the episode, upgrading its classification, or opens a new case. Serialised per resident, so
+-- two senders reporting at once still make one case.
 CREATE FUNCTION surveillance.report_case(entry records.entries, d surveillance.diseases, cls text, source text, backfill boolean)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -116,7 +116,9 @@ DECLARE
     resident registry.residents;
     reported timestamptz := now();
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('surveillance.case:' || entry.resident_id::text || ':' || d.code, 0));
+    -- The resident's row lock, not an advisory lock: a bulk load or a go-live back-fill reports
+    -- hundreds of thousands of residents in one transaction, more than the lock table holds.
+    PERFORM 1 FROM registry.residents WHERE id = entry.resident_id FOR NO KEY UPDATE;
     -- A back-fill reads items some of which already reported this disease live.
     IF backfill AND EXISTS (SELECT 1 FROM surveillance.case_events ev JOIN surveillance.cases c ON c.id = ev.case_id
                             WHERE ev.entry_id = entry.id AND c.disease = d.code) THEN
