@@ -55,6 +55,8 @@ public struct CaseDefinitions: Sendable {
             public let diseases: [String]
         }
         public let methods: [String]
+        /// An aberration method's alarm raises a signal only with at least this many cases.
+        public let minimumCases: Int?
         public let cidars: CIDARS?
         public let ears: EARS?
         public let fixedThreshold: Fixed?
@@ -75,6 +77,7 @@ public struct CaseDefinitions: Sendable {
     /// The methods the daily run applies, with their parameters.
     public let signalMethods: [(method: AberrationMethod, parameters: AberrationParameters)]
     public let fixedThreshold: SignalSettings.Fixed?
+    public let minimumCases: Int
     /// SHA-256 of the file: a changed file must carry a new version.
     public let contentHash: String
     let limits: [DiseaseClass: Int]
@@ -154,6 +157,10 @@ public struct CaseDefinitions: Sendable {
         }
         self.signalMethods = methods
         self.fixedThreshold = file.signals?.fixedThreshold
+        guard (1...1000).contains(file.signals?.minimumCases ?? 1) else {
+            throw .definitions("\(name): signals.minimumCases must be 1 to 1000")
+        }
+        self.minimumCases = file.signals?.minimumCases ?? 1
         self.version = file.version
         self.diseases = file.diseases
         self.limits = limits

@@ -31,6 +31,8 @@ public struct SignalService: Sendable {
         public let evaluations: Int
         public let alarms: Int
         public let signalsRaised: Int
+        /// Methods left out because the case table does not reach back as far as they look.
+        public let skippedMethods: [String]
         public let seconds: Double
     }
 
@@ -58,16 +60,32 @@ public struct SignalService: Sendable {
         for try await (disease, division, offset, count) in rows.decode((String, String, Int32, Int32).self) {
             series[SeriesKey(disease: disease, division: division), default: [Int](repeating: 0, count: length)][Int(offset)] = Int(count)
         }
+        // A method whose baseline reaches back before the first case would read the missing years as
+        // zeros and alarm on any cluster (CIDARS at go-live): it waits until the history exists.
+        let firstOnset = try await client.query(
+            "SELECT min(onset_date)::text FROM surveillance.cases", logger: logger
+        ).collect().first?.decode(String?.self)
+        let firstDay = try firstOnset.map { try CaseFilter.parseDate($0, field: "onset") }
+        var methods: [(method: AberrationMethod, parameters: AberrationParameters)] = []
+        var skipped: [String] = []
+        for (method, parameters) in definitions.signalMethods {
+            let needed = day.addingTimeInterval(-Double(Aberration.minimumFirstIndex(method, parameters: parameters) - 1) * 86_400)
+            if let firstDay, firstDay > needed {
+                skipped.append(method.rawValue)
+            } else {
+                methods.append((method, parameters))
+            }
+        }
         var alarms: [Alarm] = []
         var evaluations = 0
         let fixed = definitions.fixedThreshold
         for (key, counts) in series {
-            for (method, parameters) in definitions.signalMethods {
+            for (method, parameters) in methods {
                 let first = max(Aberration.minimumFirstIndex(method, parameters: parameters), length - Self.lookbackDays + 1)
                 guard first <= length else { continue }
                 let points = try Aberration.detect(method, counts: counts, range: first...length, parameters: parameters)
                 evaluations += points.count
-                for point in points where point.alarm {
+                for point in points where point.alarm && point.observed >= definitions.minimumCases {
                     alarms.append(
                         Alarm(
                             key: key, method: method.rawValue, day: start.addingTimeInterval(Double(point.index - 1) * 86_400),
@@ -88,7 +106,7 @@ public struct SignalService: Sendable {
         try await surveillance.refreshPopulation()
         let summary = RunSummary(
             evaluatedOn: CaseFilter.format(day), series: series.count, evaluations: evaluations, alarms: alarms.count,
-            signalsRaised: raised, seconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000)
+            signalsRaised: raised, skippedMethods: skipped, seconds: (Date().timeIntervalSince(started) * 1000).rounded() / 1000)
         try await client.query(
             """
             INSERT INTO surveillance.signal_runs (evaluated_on, started_at, series, alarms, signals_raised, trigger)
