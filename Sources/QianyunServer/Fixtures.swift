@@ -3,6 +3,8 @@ import Foundation
 import Logging
 import PostgresNIO
 import Registry
+import Storage
+import Surveillance
 
 /// Loads the demo data under `fixtures/demo`: facilities and one API client per role. Idempotent:
 /// what exists already is left alone, so a second run loads nothing twice.
@@ -51,5 +53,38 @@ public enum DemoFixtures {
             throw ConfigurationError("fixtures", "cannot read \(path)")
         }
         return data
+    }
+}
+
+/// The demo's surveillance history (`surveillance-history.sql`): loaded once into an empty case
+/// table, after the case definitions are synced, then the signal job runs for today.
+public enum DemoSurveillance {
+    public static func load(directory: String, configuration: Configuration, postgres: PostgresClient, logger: Logger) async throws
+        -> (cases: Int, signals: Int)?
+    {
+        let path = directory + "/surveillance-history.sql"
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let surveillance = try makeSurveillance(
+            configuration: configuration, postgres: postgres, protector: try QianyunServer.fieldProtector(configuration), logger: logger)
+        try await surveillance.definitions.sync(client: postgres, logger: logger)
+        let existing = try await postgres.query("SELECT count(*)::int8 FROM surveillance.cases", logger: logger).collect().first?
+            .decode(Int64.self)
+        guard existing == 0 else { return nil }
+        // The counties come from our own code table and the facility from the demo file: literals are safe here.
+        let counties = surveillance.service.divisions.counties.map(\.code)
+        guard counties.allSatisfy({ $0.allSatisfy(\.isNumber) }) else { return nil }
+        let script = String(decoding: try DemoFixtures.read(path), as: UTF8.self)
+            .replacingOccurrences(of: ":counties", with: "'{" + counties.joined(separator: ",") + "}'")
+            .replacingOccurrences(of: ":facility", with: "'5201020001'")
+        try await postgres.transaction(logger: logger) { connection in
+            for statement in SQLScript.statements(in: script) {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
+        let cases =
+            try await postgres.query("SELECT count(*)::int8 FROM surveillance.cases", logger: logger).collect().first?
+            .decode(Int64.self) ?? 0
+        let run = try await surveillance.signals.run(day: CaseFilter.today(), trigger: "request")
+        return (Int(cases), run.signalsRaised)
     }
 }

@@ -98,12 +98,18 @@ struct Fixtures: AsyncParsableCommand {
         func run() async throws {
             let (configuration, logger) = try common.load()
             let directory = self.directory
-            let report = try await withPostgres(configuration, logger: logger) { client in
-                try await DemoFixtures.load(directory: directory, postgres: client, logger: logger)
+            let (report, surveillance) = try await withPostgres(configuration, logger: logger) { client in
+                (
+                    try await DemoFixtures.load(directory: directory, postgres: client, logger: logger),
+                    try await DemoSurveillance.load(directory: directory, configuration: configuration, postgres: client, logger: logger)
+                )
             }
             print(
                 "fixtures: \(report.facilitiesAdded) facilities added, \(report.facilitiesPresent) already present; "
                     + "\(report.clientsAdded) clients added, \(report.clientsPresent) already present")
+            if let surveillance {
+                print("fixtures: surveillance history of \(surveillance.cases) cases loaded; \(surveillance.signals) signals raised")
+            }
         }
     }
 }
