@@ -166,7 +166,7 @@
       case 0: return '无法连接到黔云服务，请检查网络后重试。';
       case 401: return '登录已失效，请重新登录。';
       case 403: return '无权访问：当前账号没有查看传染病监测数据的权限（需要 analyst 角色及 surveillance.read 权限）。';
-      case 404: return '未找到所请求的数据。';
+      case 404: return '未找到所请求的数据（监测接口不可用或信号不存在）。';
       case 422: case 400: return '查询条件有误：' + (error.problem.detail || error.problem.title || '');
       case 429: return '请求过于频繁，请稍后再试。';
       default: return `服务暂时不可用（${error.status}）` + (error.problem.title ? '：' + error.problem.title : '') + '。';
@@ -214,6 +214,7 @@
     state.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     $('workspace').hidden = true;
+    $('fatal').hidden = true;
     $('session').hidden = true;
     $('signin').hidden = false;
     const error = $('signin-error');
@@ -675,6 +676,7 @@
       return;
     }
     $('signin').hidden = true;
+    $('fatal').hidden = true;
     $('workspace').hidden = false;
     $('session').hidden = false;
     $('session-label').textContent = sessionLabel(state.token);
@@ -700,7 +702,12 @@
       if (signal && state.token) await openSignal(signal);
       failed = false;
     } catch (error) {
-      if (state.token) showBanner(describe(error), error.status === 403 ? 'warn' : 'error');
+      // Without the disease and division lists there is nothing to show: say why, offer a retry.
+      if (state.token) {
+        $('workspace').hidden = true;
+        $('fatal-message').textContent = describe(error);
+        $('fatal').hidden = false;
+      }
     } finally {
       end(failed);
     }
@@ -721,6 +728,7 @@
     $('boot').hidden = true;
     $('signin-form').addEventListener('submit', signIn);
     $('sign-out').addEventListener('click', () => signedOut('已退出登录。'));
+    $('retry').addEventListener('click', () => start(new URLSearchParams(location.hash.replace(/^#/, ''))));
     $('filters').addEventListener('submit', (event) => { event.preventDefault(); refresh(); });
     for (const button of document.querySelectorAll('button.download')) {
       button.addEventListener('click', () => download(button.dataset.export, button));
