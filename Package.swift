@@ -36,6 +36,9 @@ let package = Package(
         // The chronic-disease rules engine: readings, rule sets as data, incremental and sweep
         // evaluation. No I/O, no dependencies.
         .target(name: "ChronicRules", linkerSettings: [.linkedLibrary("m")]),
+        // Aberration detection on daily counts, defined as R's surveillance 1.20.3 defines it (EARS
+        // C1–C3, CUSUM) plus CIDARS's moving percentile. No I/O, no dependencies.
+        .target(name: "Aberration", linkerSettings: [.linkedLibrary("m")]),
         // libxml2 (a system library), seen only by ClinicalXML.
         .systemLibrary(name: "CLibXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         // Clinical XML without I/O: libxml2 hardened (no network, no DTD or entity, size and depth
@@ -121,6 +124,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Notifiable-disease surveillance: case definitions and the detection they drive, counts
+        // with small-cell suppression, the de-identified line list and its data classes, case
+        // review, early-warning signals and their lifecycle.
+        .target(
+            name: "Surveillance",
+            dependencies: [
+                "Aberration", "Access", "Storage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HL7 v2 gateway: MLLP listener on SwiftNIO, the durable inbox, routing of messages to
         // the domain services (ADT into the registry).
         .target(
@@ -143,6 +159,7 @@ let package = Package(
             name: "API",
             dependencies: [
                 "Access", "ChronicCare", "ChronicRules", "Consultation", "IdentityNumbers", "Interop", "Records", "Registry", "Scheduling",
+                "Surveillance", "Aberration",
                 "Storage",
                 "DashboardAssets",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -154,6 +171,7 @@ let package = Package(
             name: "QianyunServer",
             dependencies: [
                 "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "Interop", "Records", "Registry",
+                "Surveillance",
                 "Scheduling", "Storage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -181,7 +199,8 @@ let package = Package(
         .testTarget(
             name: "QianyunTests",
             dependencies: [
-                "QianyunServer", "API", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2", "Records",
+                "QianyunServer", "API", "Aberration", "Access", "ChronicCare", "ChronicRules", "ClinicalXML", "Consultation", "HL7v2",
+                "Records", "Surveillance",
                 "IdentityNumbers",
                 "NameMatching", "Registry", "Scheduling",
                 "Storage",
@@ -190,7 +209,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ]
+            ],
+            // R's reference values and the script that makes them, read through #filePath.
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -8,6 +8,7 @@ import Interop
 import Records
 import Scheduling
 import Registry
+import Surveillance
 import Storage
 
 /// The one place where module errors become HTTP problems.
@@ -46,6 +47,8 @@ extension Problem {
         case let error as SchedulingError:
             return from(error)
         case let error as ConsultationError:
+            return from(error)
+        case let error as SurveillanceError:
             return from(error)
         case let error as InboxError:
             switch error {
@@ -192,6 +195,23 @@ extension Problem {
             problem.headers[.retryAfter] = String(seconds)
             problem.extensions["limit"] = scope
             return problem
+        }
+    }
+
+    static func from(_ error: SurveillanceError) -> Problem {
+        switch error {
+        case .invalid(let field, let reason):
+            return .invalidField(field, reason, detail: error.description)
+        case .notFound:
+            return Problem(.notFound, code: "not-found", title: "Not found", detail: error.description)
+        case .restricted(let field, let reason):
+            var problem = Problem(.forbidden, code: "restricted-field", title: "Field not exportable", detail: error.description)
+            problem.fieldErrors = [FieldError(field: field, reason: reason)]
+            return problem
+        case .conflict(let code, _):
+            return Problem(.conflict, code: code, title: "Conflict", detail: error.description)
+        case .definitions:
+            return Problem(.internalServerError, code: "configuration", title: "Case definitions unavailable", detail: error.description)
         }
     }
 

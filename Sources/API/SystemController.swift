@@ -61,6 +61,7 @@ public struct APIDependencies: Sendable {
     public var scheduling: SchedulingController
     public var fhirScheduling: FHIRSchedulingController
     public var consultation: ConsultationController
+    public var surveillance: SurveillanceController
     public var system: SystemController
     public var tokenService: Access.TokenService
     public var maximumBodyBytes: Int
@@ -71,7 +72,8 @@ public struct APIDependencies: Sendable {
         tokens: TokenController, facilities: FacilityController, residents: ResidentController, fhir: FHIRController,
         interop: InteropController, documents: DocumentController, records: RecordController, consents: ConsentController,
         fhirRecord: FHIRRecordController, chronicCare: ChronicCareController, scheduling: SchedulingController,
-        fhirScheduling: FHIRSchedulingController, consultation: ConsultationController, system: SystemController,
+        fhirScheduling: FHIRSchedulingController, consultation: ConsultationController, surveillance: SurveillanceController,
+        system: SystemController,
         tokenService: Access.TokenService,
         maximumBodyBytes: Int, maximumDocumentBytes: Int
     ) {
@@ -88,6 +90,7 @@ public struct APIDependencies: Sendable {
         self.scheduling = scheduling
         self.fhirScheduling = fhirScheduling
         self.consultation = consultation
+        self.surveillance = surveillance
         self.system = system
         self.tokenService = tokenService
         self.maximumBodyBytes = maximumBodyBytes
@@ -120,6 +123,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     dependencies.chronicCare.addRoutes(to: api)
     dependencies.scheduling.addRoutes(to: api)
     dependencies.consultation.addRoutes(to: api)
+    dependencies.surveillance.addRoutes(to: api)
     IdentityController().addRoutes(to: api)
     dependencies.fhir.addRoutes(to: router, authentication: authentication)
     dependencies.fhirRecord.addRoutes(to: router, authentication: authentication)

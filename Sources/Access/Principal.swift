@@ -22,7 +22,7 @@ public enum Role: String, Sendable, Codable, CaseIterable {
                 "monitoring.read", "monitoring.write",
             ]
         case .patient: ["facilities.read", "self.read", "self.write", "scheduling.write", "consultation.write"]
-        case .analyst: ["facilities.read", "surveillance.read"]
+        case .analyst: ["facilities.read", "surveillance.read", "surveillance.review"]
         case .admin:
             ["facilities.read", "facilities.write", "registry.read", "registry.admin", "audit.read", "clients.admin", "scheduling.write"]
         }

@@ -64,6 +64,12 @@ public struct Configuration: Sendable {
     public var consultationEscalateMinutes = 10
     /// The handling time the estimated wait assumes until a department has its own recent figure.
     public var consultationDefaultHandlingMinutes = 10
+    /// Case definitions (`notifiable-diseases.json`); `schemas/case-definitions` by default.
+    public var caseDefinitionsDirectory: String?
+    /// Counts from 1 to this minus one are suppressed in everything analysts see.
+    public var surveillanceSuppressionThreshold = 5
+    /// The daily signal run's local (Asia/Shanghai) time, as minutes after midnight.
+    public var signalRunMinute = 2 * 60
     public var schemasDirectory: String
     public var migrateOnStart = true
     public var databasePoolSize = 20
@@ -83,6 +89,7 @@ public struct Configuration: Sendable {
         "QIANYUN_BOOKING_NO_SHOW_LIMIT", "QIANYUN_BOOKING_SUSPENSION_DAYS", "QIANYUN_BOOKING_RESIDENT_PER_MINUTE",
         "QIANYUN_BOOKING_CLIENT_PER_SECOND", "QIANYUN_SCHEDULING_INTERVAL_SECONDS",
         "QIANYUN_CONSULTATION_ESCALATE_MINUTES", "QIANYUN_CONSULTATION_DEFAULT_HANDLING_MINUTES",
+        "QIANYUN_CASE_DEFINITIONS_DIRECTORY", "QIANYUN_SUPPRESSION_THRESHOLD", "QIANYUN_SIGNAL_RUN_AT",
     ]
 
     public init(schemasDirectory: String) {
@@ -242,6 +249,16 @@ public struct Configuration: Sendable {
             try integer("QIANYUN_CONSULTATION_ESCALATE_MINUTES", 1...1440) ?? configuration.consultationEscalateMinutes
         configuration.consultationDefaultHandlingMinutes =
             try integer("QIANYUN_CONSULTATION_DEFAULT_HANDLING_MINUTES", 1...240) ?? configuration.consultationDefaultHandlingMinutes
+        configuration.caseDefinitionsDirectory = text("QIANYUN_CASE_DEFINITIONS_DIRECTORY")
+        configuration.surveillanceSuppressionThreshold =
+            try integer("QIANYUN_SUPPRESSION_THRESHOLD", 1...100) ?? configuration.surveillanceSuppressionThreshold
+        if let at = text("QIANYUN_SIGNAL_RUN_AT") {
+            let parts = at.split(separator: ":").compactMap { Int($0) }
+            guard at.count == 5, parts.count == 2, (0...23).contains(parts[0]), (0...59).contains(parts[1]) else {
+                throw ConfigurationError("QIANYUN_SIGNAL_RUN_AT", "must be a local time like 02:00")
+            }
+            configuration.signalRunMinute = parts[0] * 60 + parts[1]
+        }
         if let schema = text("QIANYUN_CDA_SCHEMA") {
             guard FileManager.default.isReadableFile(atPath: schema) else {
                 throw ConfigurationError("QIANYUN_CDA_SCHEMA", "cannot read \(schema)")

@@ -15,6 +15,7 @@ import Prometheus
 import Records
 import Registry
 import Scheduling
+import Surveillance
 import ServiceLifecycle
 import Storage
 
@@ -143,6 +144,7 @@ public enum QianyunServer {
             logger: logger)
         let consultationHub = ConsultationEventHub(client: postgres, logger: logger)
         let consultationWorker = ConsultationWorker(consultations: consultations, logger: logger)
+        let surveillance = try makeSurveillance(configuration: configuration, postgres: postgres, protector: protector, logger: logger)
         let router = buildRouter(
             APIDependencies(
                 tokens: TokenController(clients: clients, tokens: tokenService),
@@ -163,6 +165,7 @@ public enum QianyunServer {
                     consultations: consultations, messages: MessageService(client: postgres, consultations: consultations, logger: logger),
                     rosters: RosterService(client: postgres, logger: logger),
                     feed: ConsultationEventFeed(client: postgres, consultations: consultations, hub: consultationHub, logger: logger)),
+                surveillance: surveillance.controller,
                 system: SystemController(readiness: readiness, metrics: metrics, openAPIDocument: openAPI),
                 tokenService: tokenService, maximumBodyBytes: configuration.maximumBodyBytes,
                 maximumDocumentBytes: configuration.maximumDocumentBytes))
@@ -200,6 +203,7 @@ public enum QianyunServer {
                 AuditSealer(trail: AuditTrail(client: readAudit, logger: logger), logger: logger), mllp,
                 StartedAfterMigrations(monitor, gate: migrated), StartedAfterMigrations(scheduling.worker, gate: migrated),
                 StartedAfterMigrations(consultationWorker, gate: migrated), StartedAfterMigrations(consultationHub, gate: migrated),
+                StartedAfterMigrations(surveillance.worker, gate: migrated),
             ],
             logger: logger)
         let migrateOnStart = configuration.migrateOnStart
@@ -212,6 +216,8 @@ public enum QianyunServer {
             }
             // The enrolment trigger reads the programmes' qualifying diagnoses from the database.
             try await monitoring.sync(client: postgres, logger: logger)
+            // So does case detection, the notifiable diseases' codes and confirming results.
+            try await surveillance.definitions.sync(client: postgres, logger: logger)
             await migrated.open()
         }
         return app
@@ -235,6 +241,24 @@ public func makeScheduling(configuration: Configuration, postgres: PostgresClien
             directory: directory, slots: slots, bookings: bookings,
             referrals: ReferralService(client: postgres, registry: residents, logger: logger), waitingList: waitingList, worker: worker),
         FHIRSchedulingController(directory: directory, slots: slots, bookings: bookings), worker
+    )
+}
+
+/// The surveillance module: definitions, divisions, services, controller and the daily signal run.
+public func makeSurveillance(configuration: Configuration, postgres: PostgresClient, protector: FieldProtector, logger: Logger) throws -> (
+    definitions: CaseDefinitions, service: SurveillanceService, signals: SignalService, controller: SurveillanceController,
+    worker: SignalWorker
+) {
+    let definitions = try CaseDefinitions.load(
+        directory: configuration.caseDefinitionsDirectory ?? configuration.schemasDirectory + "/case-definitions")
+    let divisions = try Divisions.load(path: configuration.schemasDirectory + "/code-tables/guizhou-divisions.json")
+    let service = SurveillanceService(
+        client: postgres, definitions: definitions, divisions: divisions, protector: protector,
+        threshold: configuration.surveillanceSuppressionThreshold, logger: logger)
+    let signals = SignalService(client: postgres, surveillance: service, logger: logger)
+    return (
+        definitions, service, signals, SurveillanceController(service: service, signals: signals),
+        SignalWorker(signals: signals, runAtMinute: configuration.signalRunMinute, logger: logger)
     )
 }
 

@@ -119,6 +119,10 @@ import Testing
                 chronicCare: try chronicCareController(postgres: postgres, residents: residents),
                 scheduling: scheduling.controller, fhirScheduling: scheduling.fhir,
                 consultation: consultationController(postgres: postgres, residents: residents),
+                surveillance: try makeSurveillance(
+                    configuration: configuration, postgres: postgres, protector: try QianyunServer.fieldProtector(configuration),
+                    logger: TestDatabase.logger
+                ).controller,
                 system: SystemController(readiness: { .init(ready: true, checks: [:]) }, metrics: nil, openAPIDocument: ""),
                 tokenService: await TokenService(secret: Array(repeating: 1, count: 32), lifetime: .seconds(60)),
                 maximumBodyBytes: 1024, maximumDocumentBytes: 4096))
@@ -271,7 +275,7 @@ import Storage
             let json = try await app.request(
                 .post, "/oauth/token", json: #"{"grant_type":"client_credentials","client_id":"cdc-tool","client_secret":"s3cret-value"}"#)
             #expect(json.status == .ok)
-            #expect(json.json["scope"] as? String == "facilities.read surveillance.read")
+            #expect(json.json["scope"] as? String == "facilities.read surveillance.read surveillance.review")
             let widened = try await app.request(
                 .post, "/oauth/token",
                 json:
