@@ -53,6 +53,8 @@
 
   const integer = new Intl.NumberFormat('zh-CN', { maximumFractionDigits: 0 });
   const decimal = new Intl.NumberFormat('zh-CN', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  // Rates per 100,000: two decimals, except where the decimals would only widen the column.
+  const rateText = (rate) => (rate >= 1000 ? integer.format(rate) : decimal.format(rate));
 
   function isoDate(date) {
     return date.toISOString().slice(0, 10);
@@ -543,7 +545,7 @@
       if (prefectures) {
         const p = prefectureCells.get(prefecture.code);
         const total = p && p.suppressed ? `<${threshold}` : integer.format(p ? p.count : 0);
-        const rate = p && !p.suppressed && typeof p.rate === 'number' ? `，${decimal.format(p.rate)}/10万` : '';
+        const rate = p && !p.suppressed && typeof p.rate === 'number' ? `，${rateText(p.rate)}/10万` : '';
         header.append(el('span', {
           class: 'block-total' + (p && p.suppressed ? ' suppressed' : ''), 'data-prefecture': prefecture.code,
           'data-count': p && !p.suppressed ? p.count : p ? null : 0, 'data-suppressed': p && p.suppressed ? 'true' : null,
@@ -583,7 +585,7 @@
   function rateCell(cell, population, code, shade) {
     if (cell && cell.suppressed) return el('td', { class: 'num rate suppressed', 'data-division': code, title: '病例数已抑制，不计算发病率', text: '—' });
     if (cell && typeof cell.rate === 'number') {
-      return el('td', { class: `num rate rate-q${cell.rate > 0 ? shade(cell.rate) : 0}`, 'data-division': code, text: decimal.format(cell.rate) });
+      return el('td', { class: `num rate rate-q${cell.rate > 0 ? shade(cell.rate) : 0}`, 'data-division': code, text: rateText(cell.rate) });
     }
     const text = !cell && population > 0 ? decimal.format(0) : '—';
     return el('td', { class: 'num rate', 'data-division': code, title: population > 0 ? null : '无登记户籍人口', text });
@@ -591,8 +593,10 @@
 
   // ---- signals ------------------------------------------------------------------------------
 
-  const methodNames = { C1: 'EARS C1', C2: 'EARS C2', C3: 'EARS C3' };
-  const statusNames = { new: '新发', investigating: '调查中', closed: '已关闭', dismissed: '已排除' };
+  const methodNames = {
+    C1: 'EARS C1', C2: 'EARS C2', C3: 'EARS C3', CUSUM: 'CUSUM 累积和', CIDARS: 'CIDARS 移动百分位数', FIXED: '固定阈值',
+  };
+  const statusNames = { new: '新发', investigating: '调查中', confirmed: '已确认', dismissed: '已排除' };
 
   function renderSignals(body) {
     $('k-signals').textContent = integer.format(state.signals.length);
