@@ -364,13 +364,14 @@ public struct SurveillanceController: Sendable {
         return JSONBody(
             SignalList(
                 signals: try await signals.list(
-                    status: query["status"], disease: query["disease"], division: query["division"], by: try context.requirePrincipal())),
+                    status: query["status"], disease: query["disease"], division: query["division"], by: try context.requirePrincipal(),
+                    requestID: context.requestID)),
             headers: [.cacheControl: "no-store"])
     }
 
     @Sendable func signal(_ request: Request, context: QianyunRequestContext) async throws -> JSONBody<SignalService.Signal> {
         JSONBody(
-            try await signals.get(try context.parameters.require("id"), by: try context.requirePrincipal()),
+            try await signals.get(try context.parameters.require("id"), by: try context.requirePrincipal(), requestID: context.requestID),
             headers: [.cacheControl: "no-store"])
     }
 

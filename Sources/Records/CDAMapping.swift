@@ -90,6 +90,10 @@ enum CDAMapping {
                     entry.kind = allergySections.contains(section) ? .allergy : .diagnosis
                     entry.set(value)
                     entry.certainty = statement.negated ? .refuted : .confirmed
+                    // A problem's effectiveTime/low is when it began: surveillance counts by onset.
+                    if entry.kind == .diagnosis, let onset = time(statement.effectiveStart) {
+                        entry.detail["onset"] = onset.formatted(.iso8601)
+                    }
                 } else if allergySections.contains(section) {
                     guard case .coded(let value) = statement.value else { continue }
                     entry.kind = .allergy

@@ -59,7 +59,9 @@ extension SignalService {
             alarmDays: Int(days), observed: Int(observed), upperbound: upperbound, raisedAt: raised, closedAt: closed)
     }
 
-    public func list(status: String?, disease: String?, division: String?, by principal: Principal) async throws -> [Signal] {
+    public func list(status: String?, disease: String?, division: String?, by principal: Principal, requestID: String?) async throws
+        -> [Signal]
+    {
         try principal.require(scope: "surveillance.read")
         let statuses = (status ?? "new,investigating").split(separator: ",").map(String.init)
         for value in statuses where !["new", "investigating", "confirmed", "dismissed"].contains(value) {
@@ -78,11 +80,12 @@ extension SignalService {
             """, logger: logger)
         var signals: [Signal] = []
         for try await row in rows { signals.append(try signal(row)) }
+        try await surveillance.audit(principal, resource: "surveillance/signals", detail: "rows=\(signals.count)", requestID: requestID)
         return signals
     }
 
     /// One signal with its notes and the last 56 days of its series, small days suppressed.
-    public func get(_ id: String, by principal: Principal) async throws -> Signal {
+    public func get(_ id: String, by principal: Principal, requestID: String?) async throws -> Signal {
         try principal.require(scope: "surveillance.read")
         guard let signalID = UUID(uuidString: id),
             let row = try await client.query(
@@ -125,6 +128,8 @@ extension SignalService {
                 date: days[$0], count: hidden.contains($0) ? nil : counts[$0], suppressed: hidden.contains($0),
                 alarm: alarmDays.contains(days[$0]))
         }
+        try await surveillance.audit(
+            principal, resource: "surveillance/signal/\(found.id)", detail: "series=56", requestID: requestID)
         return found
     }
 
@@ -170,6 +175,6 @@ extension SignalService {
                     requestID: requestID),
                 on: connection, logger: logger)
         }
-        return try await get(id, by: principal)
+        return try await get(id, by: principal, requestID: requestID)
     }
 }

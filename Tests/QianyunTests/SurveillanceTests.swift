@@ -195,10 +195,15 @@ extension TestApp {
                 </observation></entry>
                 """
             let xml = CDASamples.document(patientId: patient, extraBody: refuted).replacingOccurrences(
-                of: "code=\"E11.9\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"2型糖尿病\"",
-                with: "code=\"A38\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"猩红热\"")
+                of: "<value xsi:type=\"CD\" code=\"E11.9\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"2型糖尿病\"",
+                with: "<effectiveTime><low value=\"20261128080000+0800\"/></effectiveTime>"
+                    + "<value xsi:type=\"CD\" code=\"A38\" codeSystem=\"2.16.156.10011.2.3.3.11\" displayName=\"猩红热\"")
             #expect(try await app.submit(his, xml).status == .created)
-            #expect(try await app.count("SELECT count(*) FROM surveillance.cases WHERE disease = 'scarlet-fever' AND sex = 1") == 1)
+            // The problem's onset (effectiveTime/low) is the case's onset.
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM surveillance.cases WHERE disease = 'scarlet-fever' AND sex = 1 AND onset_date = '2026-11-28'")
+                    == 1)
             #expect(try await app.count("SELECT count(*) FROM surveillance.cases") == 1)
             let caseID = try #require(
                 try await app.postgres.query("SELECT id::text, resident_id::text FROM surveillance.cases", logger: TestDatabase.logger)
@@ -257,14 +262,23 @@ extension TestApp {
 
             // No other route shows the analyst a resident.
             let resident = caseID.1
+            let item = try #require(
+                try await app.postgres.query("SELECT id::text FROM records.entries LIMIT 1", logger: TestDatabase.logger).collect().first?
+                    .decode(String.self))
             for path in [
                 "/api/v1/residents?name=张三", "/api/v1/residents/\(resident)", "/api/v1/residents/\(resident)/record",
-                "/api/v1/residents/\(resident)/identifiers", "/fhir/Patient/\(resident)", "/fhir/Patient?identifier=\(patient)",
-                "/api/v1/identifiers/\(Self.facility)/MRN-0001", "/api/v1/interop/messages", "/api/v1/audit",
+                "/api/v1/residents/\(resident)/identifiers", "/api/v1/residents/\(resident)/history", "/api/v1/residents/\(resident)/cards",
+                "/api/v1/residents/\(resident)/reports", "/api/v1/residents/\(resident)/readings", "/api/v1/record/items/\(item)",
+                "/fhir/r4/Patient/\(resident)", "/fhir/r4/Patient?identifier=urn:qianyun:document:resident-id%7C\(patient)",
+                "/fhir/r4/Patient/\(resident)/$everything",
+                "/fhir/r4/Condition?patient=\(resident)", "/fhir/r4/Observation?patient=\(resident)",
+                "/api/v1/identifiers/\(Self.facility)/MRN-0001", "/api/v1/interop/messages", "/api/v1/enrolments?resident=\(resident)",
+                "/api/v1/alerts", "/api/v1/bookings?patient=\(resident)", "/api/v1/consultations",
             ] {
                 let response = try await app.request(.get, path, token: analyst)
-                #expect([.forbidden, .notFound].contains(response.status), "\(path): \(response.status)")
-                #expect(!String(buffer: response.body).contains("张三"), "\(path)")
+                #expect(response.status == .forbidden, "\(path): \(response.status)")
+                let text = String(buffer: response.body)
+                #expect(!text.contains("张三") && !text.contains(patient) && !text.contains("MRN-0001"), "\(path)")
             }
             // And a hospital's token reads no surveillance export.
             #expect(try await app.request(.get, "/api/v1/surveillance/counts", token: his).status == .forbidden)
@@ -374,6 +388,74 @@ extension TestApp {
         }
     }
 
+    @Test func reportsOfOneResidentArrivingAtOnceMakeOneCase() async throws {
+        try await withTestApp { app in
+            try await app.addFacilities(Self.facility, "5201020002")
+            try await app.seedReports("Z00", division: "520102", daysAgo: [0])
+            let resident = try #require(
+                try await app.postgres.query("SELECT id FROM registry.residents LIMIT 1", logger: TestDatabase.logger).collect().first?
+                    .decode(UUID.self))
+            // Twelve diagnoses of tuberculosis from two hospitals, each in its own transaction, at once.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for n in 0..<12 {
+                    group.addTask {
+                        let facility = n % 2 == 0 ? Self.facility : "5201020002"
+                        let certainty = n % 3 == 0 ? "suspected" : "confirmed"
+                        try await app.postgres.query(
+                            """
+                            INSERT INTO records.entries (id, resident_id, facility, kind, code, certainty, effective_at)
+                            VALUES (gen_random_uuid(), \(resident), \(facility), 'diagnosis', 'A15.0', \(certainty), now())
+                            """, logger: TestDatabase.logger)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await app.count("SELECT count(*) FROM surveillance.cases WHERE disease = 'tuberculosis-pulmonary'") == 1)
+            #expect(try await app.count("SELECT count(*) FROM surveillance.case_events") == 12)
+            #expect(try await app.count("SELECT count(*) FROM surveillance.case_events WHERE effect = 'created'") == 1)
+            // Tuberculosis names a confirming result, so a confirmed diagnosis is a clinical case.
+            #expect(try await app.count("SELECT count(*) FROM surveillance.cases WHERE classification = 'clinical'") == 1)
+        }
+    }
+
+    @Test func mangledQueriesAndBodiesGetClearErrorsNeverA5xx() async throws {
+        try await withTestApp { app in
+            try await app.addFacilities(Self.facility)
+            try await app.seedReports("J10", division: "520102", daysAgo: [1, 2, 3])
+            let analyst = try await app.token(role: .analyst)
+            var generator = SplitMix(seed: 8)
+            let pieces = [
+                "groupBy=", "disease=", "division=", "from=", "to=", "dateBasis=", "classification=", "limit=", "cursor=", "fields=",
+                "divisionLevel=", "includeExcluded=", "week", "day", "sex", "5201", "52", "2026-13-01", "-1", "%00", "%E4%B8%AD", "'; DROP",
+                "influenza", ",", "&", "999999999999999999999", "true", "onset", "county", "caseId", "name",
+            ]
+            for n in 0..<150 {
+                let query = (0..<Int.random(in: 1...6, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+                let path = ["counts", "cases", "timeliness", "signals"][n % 4]
+                let response = try await app.request(.get, "/api/v1/surveillance/\(path)?\(query)", token: analyst)
+                #expect(response.status.code < 500, "\(path)?\(query): \(response.status)")
+            }
+            let bodies = [
+                "", "{", "[]", "null", #"{"method": "C1"}"#, #"{"method": "C1", "counts": []}"#,
+                #"{"method": "CUSUM", "counts": [1, 2], "range": [1, 2]}"#,
+                #"{"method": "CIDARS", "counts": [1, 2, 3]}"#, #"{"method": "C1", "counts": [1e99]}"#,
+                #"{"method": "C1", "counts": [1, 2], "range": [2, 1]}"#,
+                #"{"method": "C3", "counts": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "range": [13, 13]}"#,
+                #"{"method": "CUSUM", "counts": [0, 0, 0, 5], "range": [2, 4], "k": -1e308, "h": 1e308}"#,
+                #"{"method": "C1", "counts": [1, 2, 3, 4, 5, 6, 7, 8, 9], "range": [9, 9], "baseline": 99999999999}"#,
+            ]
+            for body in bodies {
+                let response = try await app.request(.post, "/api/v1/surveillance/aberration", token: analyst, json: body)
+                #expect(response.status.code < 500, "\(body): \(response.status)")
+            }
+            for body in ["", "{", #"{"status": 5}"#, #"{"status": "new"}"#] {
+                let response = try await app.request(.post, "/api/v1/surveillance/signals/\(UUID())/status", token: analyst, json: body)
+                #expect(response.status.code < 500, "\(body): \(response.status)")
+            }
+            #expect(try await app.request(.get, "/api/v1/surveillance/counts", token: analyst).status == .ok)
+        }
+    }
+
     @Test func reviewConfirmsOrExcludesWithANoteAndExcludedCasesLeaveTheCounts() async throws {
         try await withTestApp { app in
             try await app.addFacilities(Self.facility)
@@ -460,6 +542,10 @@ extension TestApp {
             #expect(series.count == 56)
             #expect(series.last?["alarm"] as? Bool == true && series.last?["count"] as? Int == 12)
             #expect(series.contains { $0["suppressed"] as? Bool == true })
+            #expect(
+                try await app.count(
+                    "SELECT count(*) FROM access.audit_log WHERE action = 'surveillance.export' AND resource LIKE 'surveillance/signal%'")
+                    == 2)
             // new → investigating → confirmed, with notes; no way back.
             let closeEarly = try await app.request(
                 .post, "/api/v1/surveillance/signals/\(id)/status", token: analyst, json: #"{"status": "confirmed", "note": "x"}"#)
