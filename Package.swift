@@ -45,6 +45,9 @@ let package = Package(
         // limits), XSD validation with line numbers, XPath, and the CDA R2 document model. Never
         // imports Foundation (libxml2's ICU clashes with Foundation's).
         .target(name: "ClinicalXML", dependencies: ["CLibXML2"]),
+        // The analyst dashboard's page, script, stylesheet and icon, as files in a resource bundle;
+        // served by the API. No dependencies.
+        .target(name: "DashboardAssets", resources: [.copy("Dashboard")]),
         // Connection pool helpers, transactions, prepared statements, the SQL migrations runner and
         // the statistics keeper.
         .target(
@@ -150,13 +153,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // HTTP edge: routes, problem+json, authentication middleware, request ids, OpenAPI serving.
+        // HTTP edge: routes, problem+json, authentication middleware, request ids, OpenAPI serving, the
+        // analyst's dashboard.
         .target(
             name: "API",
             dependencies: [
                 "Access", "ChronicCare", "ChronicRules", "Consultation", "IdentityNumbers", "Interop", "Records", "Registry", "Scheduling",
                 "Surveillance", "Aberration",
                 "Storage",
+                "DashboardAssets",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]

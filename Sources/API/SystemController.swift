@@ -111,6 +111,7 @@ public func buildRouter(_ dependencies: APIDependencies) -> Router<QianyunReques
     router.add(middleware: MetricsMiddleware())
     dependencies.system.addRoutes(to: router)
     dependencies.tokens.addRoutes(to: router)
+    DashboardController().addRoutes(to: router)
     let authentication = AuthenticationMiddleware(tokens: dependencies.tokenService)
     let api = router.group("api/v1").add(middleware: authentication)
     dependencies.facilities.addRoutes(to: api)

@@ -86,3 +86,48 @@ func withTestApp<Result: Sendable>(
         throw error
     }
 }
+
+/// The real application serving on loopback ports, for clients outside the process (a browser):
+/// HTTP on `httpPort` (HummingbirdTesting's live framework) and MLLP on `mllpPort`.
+struct LiveTestApp: Sendable {
+    let app: TestApp
+    let httpPort: Int
+    let mllpPort: Int
+    let database: String
+
+    /// The origin a browser on this machine reaches the service at. The live framework binds
+    /// `localhost`, which `/etc/hosts` maps to 127.0.0.1 here; a browser resolves it the same way.
+    var origin: String { "http://localhost:\(httpPort)" }
+}
+
+/// As `withTestApp`, with the service listening for real (`.live`) instead of answering the
+/// router in process.
+func withLiveTestApp<Result: Sendable>(
+    _ overrides: [String: String] = [:], logger: Logger = TestDatabase.logger, _ body: @Sendable (LiveTestApp) async throws -> Result
+) async throws -> Result {
+    let name = try await TestDatabase.shared.create()
+    do {
+        var configuration = try testConfiguration(overrides)
+        configuration.databaseURL = TestDatabase.url(database: name)
+        configuration.databasePoolSize = 8
+        let postgres = try QianyunServer.makePostgresClient(configuration, logger: logger)
+        let (mllpPorts, bound) = AsyncStream<Int>.makeStream()
+        let app = try await QianyunServer.makeApplication(
+            configuration: configuration, postgres: postgres, logger: logger, onMLLPBound: { bound.yield($0) })
+        let frozen = configuration
+        let result = try await app.test(.live) { client in
+            let httpPort = try #require(client.port)
+            var ports = mllpPorts.makeAsyncIterator()
+            let mllpPort = try #require(await ports.next())
+            return try await body(
+                LiveTestApp(
+                    app: TestApp(client: client, postgres: postgres, configuration: frozen), httpPort: httpPort, mllpPort: mllpPort,
+                    database: name))
+        }
+        await TestDatabase.shared.drop(name)
+        return result
+    } catch {
+        await TestDatabase.shared.drop(name)
+        throw error
+    }
+}
