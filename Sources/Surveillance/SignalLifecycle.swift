@@ -84,7 +84,7 @@ extension SignalService {
         return signals
     }
 
-    /// One signal with its notes and the last 56 days of its series, small days suppressed.
+    /// One signal with its notes and 56 days of its series, small days suppressed.
     public func get(_ id: String, by principal: Principal, requestID: String?) async throws -> Signal {
         try principal.require(scope: "surveillance.read")
         guard let signalID = UUID(uuidString: id),
@@ -100,14 +100,16 @@ extension SignalService {
             let (from, to, note, author, at) = try $0.decode((String?, String, String?, String, Date).self)
             return Note(fromStatus: from, toStatus: to, note: note, author: author, writtenAt: at)
         }
-        let last = try CaseFilter.date(found.lastAlarmOn, field: "lastAlarmOn")
+        // The series runs on two weeks past the last alarm (or to today), to show what followed it.
+        let lastAlarm = try CaseFilter.date(found.lastAlarmOn, field: "lastAlarmOn")
+        let last = min(CaseFilter.today(), lastAlarm.addingTimeInterval(14 * 86_400))
         let first = last.addingTimeInterval(-55 * 86_400)
         var counts = [Int](repeating: 0, count: 56)
         for try await (offset, count) in try await client.query(
             """
             SELECT (onset_date - \(CaseFilter.format(first))::date)::int4, count(*)::int4 FROM surveillance.cases
             WHERE disease = \(found.disease) AND division = \(found.division) AND review_status <> 'excluded'
-              AND onset_date BETWEEN \(CaseFilter.format(first))::date AND \(found.lastAlarmOn)::date
+              AND onset_date BETWEEN \(CaseFilter.format(first))::date AND \(CaseFilter.format(last))::date
             GROUP BY 1
             """, logger: logger
         ).decode((Int32, Int32).self) {
