@@ -175,12 +175,18 @@ LANGUAGE plpgsql AS $$
 DECLARE
     d surveillance.diseases;
     normalised text;
+    heads text[];
 BEGIN
     IF entry.kind = 'diagnosis' THEN
         normalised := upper(regexp_replace(entry.code, '[\s.]', '', 'g'));
+        -- The code's 3–6 character heads, computed once: the lookup is then an index probe, which
+        -- matters because every diagnosis, notifiable or not, passes through here.
+        heads := ARRAY[left(normalised, 3), left(normalised, 4), left(normalised, 5), left(normalised, 6)];
+        IF NOT EXISTS (SELECT 1 FROM surveillance.disease_codes dc WHERE dc.prefix = ANY(heads)) THEN
+            RETURN 1;
+        END IF;
         FOR d IN SELECT s.* FROM surveillance.diseases s
-                  WHERE s.active AND s.code IN (SELECT dc.disease FROM surveillance.disease_codes dc
-                                                 WHERE dc.prefix IN (left(normalised, 3), left(normalised, 4), left(normalised, 5), left(normalised, 6)))
+                  WHERE s.active AND s.code IN (SELECT dc.disease FROM surveillance.disease_codes dc WHERE dc.prefix = ANY(heads))
         LOOP
             PERFORM surveillance.report_case(entry, d,
                 CASE WHEN entry.certainty = 'suspected' THEN 'suspected' ELSE d.diagnosis_classification END, 'diagnosis', backfill);
