@@ -164,20 +164,31 @@ public struct CountQuery: Sendable {
         }
     }
 
-    func expression(_ dimension: Dimension) -> String {
+    /// What the rows are grouped by, kept raw (a date, a number) so the formatting below runs once
+    /// per group rather than once per case.
+    func groupingExpression(_ dimension: Dimension) -> String {
         let date = filter.dateBasis == .onset ? "c.onset_date" : "c.report_date"
         switch dimension {
         case .disease: return "c.disease"
         case .division: return "coalesce(left(c.division, \(divisionLevel.width)), 'unknown')"
+        case .ageGroup: return "CASE WHEN c.age_years IS NULL THEN -1 WHEN c.age_years >= 85 THEN 85 ELSE c.age_years / 5 * 5 END"
+        case .sex: return "c.sex"
+        case .day: return date
+        case .week: return "date_trunc('week', \(date))::date"
+        case .month: return "date_trunc('month', \(date))::date"
+        }
+    }
+
+    /// The group's key as the answer shows it, from the grouped column `k`.
+    func labelExpression(_ dimension: Dimension, _ k: String) -> String {
+        switch dimension {
+        case .disease, .division: return k
         case .ageGroup:
-            return """
-                CASE WHEN c.age_years IS NULL THEN 'unknown' WHEN c.age_years >= 85 THEN '85+'
-                     ELSE (c.age_years / 5 * 5)::text || '-' || (c.age_years / 5 * 5 + 4)::text END
-                """
-        case .sex: return "CASE c.sex WHEN 1 THEN 'male' WHEN 2 THEN 'female' ELSE 'unknown' END"
-        case .day: return "to_char(\(date), 'YYYY-MM-DD')"
-        case .week: return "to_char(\(date), 'IYYY-\"W\"IW')"
-        case .month: return "to_char(\(date), 'YYYY-MM')"
+            return "CASE WHEN \(k) < 0 THEN 'unknown' WHEN \(k) >= 85 THEN '85+' ELSE \(k)::text || '-' || (\(k) + 4)::text END"
+        case .sex: return "CASE \(k) WHEN 1 THEN 'male' WHEN 2 THEN 'female' ELSE 'unknown' END"
+        case .day: return "to_char(\(k), 'YYYY-MM-DD')"
+        case .week: return "to_char(\(k), 'IYYY-\"W\"IW')"
+        case .month: return "to_char(\(k), 'YYYY-MM')"
         }
     }
 
@@ -185,10 +196,18 @@ public struct CountQuery: Sendable {
     public func statement() -> PostgresQuery {
         var binds = PostgresBindings()
         let condition = filter.whereClause(&binds)
-        let keys = groupBy.isEmpty ? "" : groupBy.map { expression($0) }.joined(separator: ", ") + ", "
-        let grouping = groupBy.isEmpty ? "" : " GROUP BY " + (1...groupBy.count).map(String.init).joined(separator: ", ")
-        let ordering = groupBy.isEmpty ? "" : " ORDER BY " + (1...groupBy.count).map(String.init).joined(separator: ", ")
-        let sql = "SELECT \(keys)count(*)::int8 FROM surveillance.cases c WHERE \(condition)\(grouping)\(ordering)"
+        guard !groupBy.isEmpty else {
+            return PostgresQuery(unsafeSQL: "SELECT count(*)::int8 FROM surveillance.cases c WHERE \(condition)", binds: binds)
+        }
+        let columns = groupBy.indices.map { "k\($0)" }
+        let inner = zip(groupBy, columns).map { "\(groupingExpression($0)) AS \($1)" }.joined(separator: ", ")
+        let labels = zip(groupBy, columns).map { labelExpression($0, $1) }.joined(separator: ", ")
+        let positions = (1...groupBy.count).map(String.init).joined(separator: ", ")
+        let sql = """
+            SELECT \(labels), n FROM (
+                SELECT \(inner), count(*)::int8 AS n FROM surveillance.cases c WHERE \(condition) GROUP BY \(positions)
+            ) AS grouped ORDER BY \(positions)
+            """
         return PostgresQuery(unsafeSQL: sql, binds: binds)
     }
 }

@@ -54,18 +54,21 @@ public struct SurveillanceService: Sendable {
 
     public func counts(_ query: CountQuery, by principal: Principal, format: String, requestID: String?) async throws -> CountTable {
         try principal.require(scope: "surveillance.read")
-        let rows = try await client.query(query.statement(), logger: logger)
-        var keys: [[String]] = []
-        var counts: [Int] = []
         let width = query.groupBy.count
-        for try await row in rows {
-            var cells = row.makeRandomAccess()
-            var key: [String] = []
-            key.reserveCapacity(width)
-            for column in 0..<width { key.append(try cells[column].decode(String.self)) }
-            keys.append(key)
-            counts.append(Int(try cells[width].decode(Int64.self)))
-            _ = cells
+        let (keys, counts) = try await client.transaction(logger: logger) { connection in
+            // A five-year county-by-week grouping sorts a few hundred thousand groups: in memory.
+            try await connection.query("SET LOCAL work_mem = '64MB'", logger: logger)
+            var keys: [[String]] = []
+            var counts: [Int] = []
+            for try await row in try await connection.query(query.statement(), logger: logger) {
+                let cells = row.makeRandomAccess()
+                var key: [String] = []
+                key.reserveCapacity(width)
+                for column in 0..<width { key.append(try cells[column].decode(String.self)) }
+                keys.append(key)
+                counts.append(Int(try cells[width].decode(Int64.self)))
+            }
+            return (keys, counts)
         }
         let table = Suppression.apply(keys: keys, counts: counts, dimensions: width, threshold: threshold)
         let populations = query.groupBy.contains(.division) ? try await population(level: query.divisionLevel) : [:]
