@@ -64,9 +64,12 @@ func testConfiguration(_ overrides: [String: String] = [:]) throws -> Configurat
     return try Configuration.load(environment: environment)
 }
 
-/// Builds the real application through the composition root on a fresh database.
-func withTestApp<Result: Sendable>(
-    _ overrides: [String: String] = [:], logger: Logger = TestDatabase.logger, _ body: @Sendable (TestApp) async throws -> Result
+/// The real application through the composition root on a fresh database, handed to `run`; the
+/// database is dropped afterwards, pass or fail.
+func withFreshApplication<Result: Sendable>(
+    _ overrides: [String: String], logger: Logger, onMLLPBound: @escaping @Sendable (Int) -> Void = { _ in },
+    _ run: (_ app: any ApplicationProtocol, _ postgres: PostgresClient, _ configuration: Configuration, _ database: String) async throws
+        -> Result
 ) async throws -> Result {
     let name = try await TestDatabase.shared.create()
     do {
@@ -74,16 +77,25 @@ func withTestApp<Result: Sendable>(
         configuration.databaseURL = TestDatabase.url(database: name)
         configuration.databasePoolSize = 8
         let postgres = try QianyunServer.makePostgresClient(configuration, logger: logger)
-        let app = try await QianyunServer.makeApplication(configuration: configuration, postgres: postgres, logger: logger)
-        let frozen = configuration
-        let result = try await app.test(.router) { client in
-            try await body(TestApp(client: client, postgres: postgres, configuration: frozen))
-        }
+        let app = try await QianyunServer.makeApplication(
+            configuration: configuration, postgres: postgres, logger: logger, onMLLPBound: onMLLPBound)
+        let result = try await run(app, postgres, configuration, name)
         await TestDatabase.shared.drop(name)
         return result
     } catch {
         await TestDatabase.shared.drop(name)
         throw error
+    }
+}
+
+/// Builds the real application through the composition root on a fresh database.
+func withTestApp<Result: Sendable>(
+    _ overrides: [String: String] = [:], logger: Logger = TestDatabase.logger, _ body: @Sendable (TestApp) async throws -> Result
+) async throws -> Result {
+    try await withFreshApplication(overrides, logger: logger) { app, postgres, configuration, _ in
+        try await app.test(.router) { client in
+            try await body(TestApp(client: client, postgres: postgres, configuration: configuration))
+        }
     }
 }
 
@@ -105,29 +117,17 @@ struct LiveTestApp: Sendable {
 func withLiveTestApp<Result: Sendable>(
     _ overrides: [String: String] = [:], logger: Logger = TestDatabase.logger, _ body: @Sendable (LiveTestApp) async throws -> Result
 ) async throws -> Result {
-    let name = try await TestDatabase.shared.create()
-    do {
-        var configuration = try testConfiguration(overrides)
-        configuration.databaseURL = TestDatabase.url(database: name)
-        configuration.databasePoolSize = 8
-        let postgres = try QianyunServer.makePostgresClient(configuration, logger: logger)
-        let (mllpPorts, bound) = AsyncStream<Int>.makeStream()
-        let app = try await QianyunServer.makeApplication(
-            configuration: configuration, postgres: postgres, logger: logger, onMLLPBound: { bound.yield($0) })
-        let frozen = configuration
-        let result = try await app.test(.live) { client in
+    let (mllpPorts, bound) = AsyncStream<Int>.makeStream()
+    let announce: @Sendable (Int) -> Void = { bound.yield($0) }
+    return try await withFreshApplication(overrides, logger: logger, onMLLPBound: announce) { app, postgres, configuration, name in
+        try await app.test(.live) { client in
             let httpPort = try #require(client.port)
             var ports = mllpPorts.makeAsyncIterator()
             let mllpPort = try #require(await ports.next())
             return try await body(
                 LiveTestApp(
-                    app: TestApp(client: client, postgres: postgres, configuration: frozen), httpPort: httpPort, mllpPort: mllpPort,
-                    database: name))
+                    app: TestApp(client: client, postgres: postgres, configuration: configuration), httpPort: httpPort,
+                    mllpPort: mllpPort, database: name))
         }
-        await TestDatabase.shared.drop(name)
-        return result
-    } catch {
-        await TestDatabase.shared.drop(name)
-        throw error
     }
 }
