@@ -81,6 +81,7 @@ public struct CaseDefinitions: Sendable {
     /// SHA-256 of the file: a changed file must carry a new version.
     public let contentHash: String
     let limits: [DiseaseClass: Int]
+    let byCode: [String: Disease]
     let prefixes: [String: [String]]
 
     public init(data: Data, name: String = "notifiable-diseases.json") throws(SurveillanceError) {
@@ -163,6 +164,7 @@ public struct CaseDefinitions: Sendable {
         self.minimumCases = file.signals?.minimumCases ?? 1
         self.version = file.version
         self.diseases = file.diseases
+        self.byCode = Dictionary(uniqueKeysWithValues: file.diseases.map { ($0.code, $0) })
         self.limits = limits
         self.prefixes = prefixes
         self.contentHash = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
@@ -174,7 +176,8 @@ public struct CaseDefinitions: Sendable {
         return try CaseDefinitions(data: data)
     }
 
-    public func disease(_ code: String) -> Disease? { diseases.first { $0.code == code } }
+    /// Looked up for every cell of a counts answer and every row of the line list.
+    public func disease(_ code: String) -> Disease? { byCode[code] }
 
     public func reportWithinHours(_ disease: Disease) -> Int { disease.reportWithinHours ?? limits[disease.class] ?? 24 }
 
