@@ -18,6 +18,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hl7_adt_messages import message as adt_message  # noqa: E402
 from registry_population import Population, load_facilities  # noqa: E402
 
 NOTIFIABLE = (
@@ -42,15 +43,9 @@ def expand(table):
 
 
 def message(control, facility, local_id, person, visit, diagnoses):
-    name, sex, birth, number, phone, division = person
-    ids = "%s^^^%s^PI" % (local_id, facility) + ("~%s^^^CHN^NNCHN" % number if number else "")
-    segments = [
-        "MSH|^~\\&|HIS|%s|QIANYUN|GZ|20261201083000||ADT^A01^ADT_A01|%s|P|2.4|||||CHN|UNICODE UTF-8" % (facility, control),
-        "EVN|A01|20261201083000",
-        "PID|1||%s||%s^%s||%s|%s|||^^^^^^H^^%s||%s" % (
-            ids, name[0], name[1:], birth.replace("-", ""), sex, division, ("^PRN^CP^^^^" + phone) if phone else ""),
-        "PV1|1|O|||||||||||||||||%s" % visit,
-    ]
+    """hl7_adt_messages' ADT^A01, with the visit number (PV1-19) and the DG1 segments."""
+    segments = adt_message("A01", control, facility, local_id, person).rstrip("\r").split("\r")
+    segments[-1] = "PV1|1|O|||||||||||||||||%s" % visit
     for k, (code, display, certainty) in enumerate(diagnoses, start=1):
         segments.append("DG1|%d|ICD10|%s^%s^ICD10||20261201083000|%s|||||||||%s" % (k, code, display, certainty, "1" if k == 1 else ""))
     return "\r".join(segments) + "\r"
